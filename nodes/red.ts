@@ -1,0 +1,78 @@
+/**
+ * The small part of the Node-RED runtime API the nodes use, typed here (the published @types are
+ * for Node-RED 1.x), plus helpers every node shares.
+ */
+export interface NodeStatus {
+  fill?: 'red' | 'green' | 'yellow' | 'blue' | 'grey';
+  shape?: 'ring' | 'dot';
+  text?: string;
+}
+
+export type NodeMessage = Record<string, unknown> & { _msgid?: string; topic?: unknown; payload?: unknown };
+export type SendFn = (msg: NodeMessage | null | Array<NodeMessage | null>) => void;
+export type DoneFn = (err?: Error) => void;
+
+export interface Node {
+  id: string;
+  type: string;
+  name?: string;
+  credentials: Record<string, string | undefined>;
+  on(event: 'input', cb: (msg: NodeMessage, send: SendFn, done: DoneFn) => void): void;
+  on(event: 'close', cb: (removed: boolean, done: () => void) => void): void;
+  send: SendFn;
+  status(s: NodeStatus): void;
+  log(msg: unknown): void;
+  warn(msg: unknown): void;
+  error(msg: unknown, m?: NodeMessage): void;
+}
+
+export interface NodeAPI {
+  nodes: {
+    createNode(node: Node, config: Record<string, unknown>): void;
+    getNode(id: string): Node | null;
+    getCredentials(id: string): Record<string, string> | undefined;
+    registerType<T extends Node>(type: string, ctor: (this: T, config: Record<string, unknown>) => void, opts?: { credentials?: Record<string, { type: 'text' | 'password' }> }): void;
+  };
+  httpAdmin: {
+    post(path: string, ...handlers: Array<(req: HttpRequest, res: HttpResponse, next?: () => void) => void>): void;
+  };
+  auth: { needsPermission(permission: string): (req: HttpRequest, res: HttpResponse, next?: () => void) => void };
+  log: { info(m: string): void; warn(m: string): void; error(m: string): void };
+  _(key: string, subs?: Record<string, unknown>): string;
+}
+
+export interface HttpRequest {
+  body: Record<string, unknown>;
+  params: Record<string, string>;
+}
+
+export interface HttpResponse {
+  json(body: unknown): void;
+  status(code: number): HttpResponse;
+}
+
+/** The UPS device config node as flow nodes see it (nodes/upsorch-device.ts). */
+export interface UpsDeviceNode extends Node {
+  /** Validated configuration, or undefined when the configuration is invalid (see configError). */
+  config?: import('../lib/ups/config').DeviceConfig;
+  configError?: string;
+  upsName: string;
+  thresholds: import('../lib/ups/events').VoltageThresholds;
+  /** The shared device; created on first use. Throws when the configuration is invalid. */
+  device(): import('../lib/ups/device').UpsDevice;
+  subscribe(listener: import('../lib/ups/device').StateListener): () => Promise<void>;
+  /** Drive the simulated UPS; throws for other sources or invalid commands. */
+  simulate(command: string, value: unknown): Promise<void>;
+}
+
+/** Node-RED sends this placeholder back for a password field the user did not change. */
+export const UNCHANGED_PASSWORD = '__PWRD__';
+
+export function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** Node status text is shown in one line under the node; keep it short. */
+export function shortStatus(text: string, max = 60): string {
+  return text.length > max ? text.slice(0, max - 1) + '…' : text;
+}

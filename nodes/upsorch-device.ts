@@ -1,0 +1,112 @@
+/**
+ * UPS device config node: owns one UpsDevice (one connection, one poll loop) for every node that
+ * uses this UPS. Polling starts with the first user and stops after the last.
+ */
+import { NodeAPI, UpsDeviceNode, HttpRequest, HttpResponse, UNCHANGED_PASSWORD, errorText } from './red';
+import { DeviceConfig, DeviceCredentials, createDevice, createSource, displayName, parseDeviceConfig, voltageThresholds } from '../lib/ups/config';
+import { UpsDevice } from '../lib/ups/device';
+import { SimSource } from '../lib/sim/source';
+import { normalise } from '../lib/ups/state';
+import { SourceError } from '../lib/ups/source';
+
+export = function register(RED: NodeAPI): void {
+  function UpsDeviceConfigNode(this: UpsDeviceNode, raw: Record<string, unknown>): void {
+    RED.nodes.createNode(this, raw);
+    const node = this;
+    let device: UpsDevice | undefined;
+    const stops = new Set<() => Promise<void>>();
+    try {
+      node.config = parseDeviceConfig(raw);
+      node.upsName = displayName(node.config);
+      node.thresholds = voltageThresholds(node.config);
+    } catch (err) {
+      node.configError = errorText(err);
+      node.upsName = String(raw.name || raw.upsName || 'UPS');
+      node.thresholds = {};
+      node.error(node.configError);
+    }
+
+    node.device = () => {
+      if (!node.config) throw new Error(node.configError ?? 'invalid UPS device configuration');
+      device ??= createDevice(node.config, node.credentials as DeviceCredentials);
+      return device;
+    };
+
+    node.subscribe = (listener) => {
+      const unsubscribe = node.device().subscribe(listener);
+      stops.add(unsubscribe);
+      return () => {
+        stops.delete(unsubscribe);
+        return unsubscribe();
+      };
+    };
+
+    node.simulate = async (command, value) => {
+      const d = node.device();
+      if (!(d.source instanceof SimSource)) {
+        throw new Error(`"${command}" drives a simulated UPS only; UPS device "${node.upsName}" reads ${d.source.label}`);
+      }
+      d.source.sim.command(command, value, Date.now());
+      if (d.subscribers > 0) await d.poll();
+    };
+
+    node.on('close', (_removed, done) => {
+      // Users unsubscribe in their own close handlers; stop whatever is left, bounded by the source timeouts.
+      const pending = [...stops].map((s) => s());
+      stops.clear();
+      Promise.all(pending).then(() => device?.stop()).catch(() => undefined).finally(() => done());
+    });
+  }
+
+  RED.nodes.registerType('upsorch-device', UpsDeviceConfigNode, {
+    credentials: { username: { type: 'text' }, password: { type: 'password' } },
+  });
+
+  // "Test connection" from the config dialog: one read with the settings in the dialog, never echoing secrets.
+  RED.httpAdmin.post('/upsorch-device/test', RED.auth.needsPermission('upsorch-device.write'), (req: HttpRequest, res: HttpResponse) => {
+    void testConnection(RED, req.body ?? {}).then((result) => res.json(result));
+  });
+};
+
+interface TestResult {
+  ok: boolean;
+  message: string;
+  model?: string | null;
+  status?: string;
+  charge?: number | null;
+  runtime?: number | null;
+  warning?: string | null;
+}
+
+async function testConnection(RED: NodeAPI, body: Record<string, unknown>): Promise<TestResult> {
+  let config: DeviceConfig;
+  try {
+    config = parseDeviceConfig(body);
+  } catch (err) {
+    return { ok: false, message: errorText(err) };
+  }
+  const stored = typeof body.id === 'string' ? RED.nodes.getCredentials(body.id) ?? {} : {};
+  const creds: DeviceCredentials = {
+    username: typeof body.username === 'string' ? body.username : stored.username,
+    password: typeof body.password === 'string' && body.password !== UNCHANGED_PASSWORD ? body.password : stored.password,
+  };
+  const source = createSource(config, creds);
+  try {
+    const now = Date.now();
+    const reading = await source.read(now);
+    const state = normalise({ ups: displayName(config), source: source.kind, vars: reading.vars, ts: now, secondsOnBattery: 0 });
+    return {
+      ok: true,
+      message: `connected to ${source.label}`,
+      model: [state.device.mfr, state.device.model].filter(Boolean).join(' ') || null,
+      status: state.flags.join(' '),
+      charge: state.charge,
+      runtime: state.runtime,
+      warning: source.warning,
+    };
+  } catch (err) {
+    return { ok: false, message: err instanceof SourceError ? err.message : errorText(err) };
+  } finally {
+    await source.close();
+  }
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs from Debian's packages: NUT (upsd, dummy-ups, upsc) for the real
+# UPS peer, Chromium for the editor tests. As root it installs what is missing; otherwise it prints
+# the command to run and fails. The peers themselves are started and stopped by the tests (by PID).
+set -u
+PKGS=(nut-server nut-client chromium)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && { echo "test-env: Debian packages present (${PKGS[*]})"; exit 0; }
+if [ "$(id -u)" != 0 ]; then
+  echo "test-env: missing Debian packages: ${missing[*]}" >&2
+  echo "test-env: install them with: sudo apt-get install --no-install-recommends ${missing[*]}" >&2
+  exit 1
+fi
+echo "test-env: installing ${missing[*]} (apt-get, no recommends)…"
+export DEBIAN_FRONTEND=noninteractive
+log=$(mktemp)
+if ! { timeout 600 apt-get update -qq && timeout 900 apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
+  tail -20 "$log" >&2; rm -f "$log"
+  echo "test-env: apt-get failed" >&2
+  exit 1
+fi
+rm -f "$log"
+echo "test-env: installed ${missing[*]}"

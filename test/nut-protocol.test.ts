@@ -1,0 +1,234 @@
+import { strict as assert } from 'node:assert';
+import * as net from 'node:net';
+import {
+  LineSplitter, ListReader, MAX_LINE_BYTES, NutError, NutProtocolError, NUT_ERRORS, parseErrorLine, quote, tokenize, varsFromList,
+} from '../lib/nut/protocol';
+import { NutConnection, NutConnectionError } from '../lib/nut/connection';
+
+/** Deterministic PRNG (mulberry32) so a failing fuzz case can be replayed. */
+function rng(seed: number): () => number {
+  return () => {
+    seed |= 0;
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+describe('NUT protocol parser', () => {
+  it('splits words and keeps quoted values with spaces', () => {
+    assert.deepEqual(tokenize('VAR sim ups.status "OB LB"'), ['VAR', 'sim', 'ups.status', 'OB LB']);
+    assert.deepEqual(tokenize('UPS sim "Description unavailable"'), ['UPS', 'sim', 'Description unavailable']);
+    assert.deepEqual(tokenize('VAR sim x ""'), ['VAR', 'sim', 'x', '']);
+  });
+
+  it('unescapes backslash sequences as upsd writes them (\\" \\\\ \\#)', () => {
+    assert.deepEqual(tokenize('VAR sim ups.alarm "said \\"hi\\" \\\\ \\#1"'), ['VAR', 'sim', 'ups.alarm', 'said "hi" \\ #1']);
+  });
+
+  it('quote() round-trips through tokenize()', () => {
+    const r = rng(7);
+    for (let i = 0; i < 2000; i++) {
+      const s = Array.from({ length: Math.floor(r() * 20) }, () => String.fromCharCode(32 + Math.floor(r() * 95))).join('');
+      assert.deepEqual(tokenize(`SET VAR ups x ${quote(s)}`), ['SET', 'VAR', 'ups', 'x', s]);
+    }
+  });
+
+  it('rejects broken quoting', () => {
+    assert.throws(() => tokenize('VAR sim x "open'), NutProtocolError);
+    assert.throws(() => tokenize('VAR sim x "a"b'), NutProtocolError);
+    assert.throws(() => tokenize('VAR sim x ab"c"'), NutProtocolError);
+    assert.throws(() => tokenize('VAR sim x "ends in escape\\'), NutProtocolError);
+  });
+
+  it('maps every ERR code to a sentence and keeps unknown codes', () => {
+    for (const code of Object.keys(NUT_ERRORS)) {
+      const err = parseErrorLine(`ERR ${code}`, 'GET VAR')!;
+      assert.ok(err instanceof NutError);
+      assert.equal(err.code, code);
+      assert.match(err.message, new RegExp(`^GET VAR: .+ \\(ERR ${code}\\)$`));
+    }
+    const odd = parseErrorLine('ERR SOMETHING-NEW extra words')!;
+    assert.equal(odd.code, 'SOMETHING-NEW');
+    assert.equal(odd.extra, 'extra words');
+    assert.equal(parseErrorLine('ERRATIC'), undefined);
+    assert.equal(parseErrorLine('VAR sim x "ERR"'), undefined);
+  });
+
+  it('reads a LIST VAR block and checks its framing', () => {
+    const r = new ListReader(['VAR', 'sim'], 'VAR', 'LIST VAR sim');
+    assert.equal(r.accept('BEGIN LIST VAR sim'), undefined);
+    assert.equal(r.accept('VAR sim ups.status "OL"'), undefined);
+    assert.equal(r.accept('VAR sim battery.charge "100"'), undefined);
+    const block = r.accept('END LIST VAR sim')!;
+    assert.deepEqual(varsFromList(block, 'sim'), { 'ups.status': 'OL', 'battery.charge': '100' });
+  });
+
+  it('rejects a block with a wrong header, foreign rows or a mismatched end', () => {
+    assert.throws(() => new ListReader(['VAR', 'sim'], 'VAR', 'x').accept('BEGIN LIST VAR other'), NutProtocolError);
+    const r = new ListReader(['VAR', 'sim'], 'VAR', 'x');
+    r.accept('BEGIN LIST VAR sim');
+    assert.throws(() => r.accept('UPS sim "x"'), NutProtocolError);
+    const r2 = new ListReader(['VAR', 'sim'], 'VAR', 'x');
+    r2.accept('BEGIN LIST VAR sim');
+    assert.throws(() => r2.accept('END LIST VAR other'), NutProtocolError);
+    const r3 = new ListReader(['VAR', 'sim'], 'VAR', 'x');
+    assert.throws(() => r3.accept('ERR UNKNOWN-UPS'), (e: unknown) => e instanceof NutError && e.code === 'UNKNOWN-UPS');
+  });
+
+  it('accepts END LIST CMD <ups> as upsd really sends it', () => {
+    const r = new ListReader(['CMD', 'sim'], 'CMD', 'x');
+    r.accept('BEGIN LIST CMD sim');
+    r.accept('CMD sim load.off');
+    assert.deepEqual(r.accept('END LIST CMD sim')!.rows, [['CMD', 'sim', 'load.off']]);
+  });
+
+  it('splits a stream cut at any byte into the same lines, CRLF included', () => {
+    const text = 'BEGIN LIST VAR sim\r\nVAR sim ups.status "OB LB"\nVAR sim battery.charge "9"\nEND LIST VAR sim\n';
+    for (let cut = 0; cut <= text.length; cut++) {
+      const s = new LineSplitter();
+      const lines = [...s.push(text.slice(0, cut)), ...s.push(text.slice(cut))];
+      assert.deepEqual(lines, ['BEGIN LIST VAR sim', 'VAR sim ups.status "OB LB"', 'VAR sim battery.charge "9"', 'END LIST VAR sim']);
+    }
+  });
+
+  it('refuses an oversized line, with or without a newline, and keeps nothing of it', () => {
+    const s = new LineSplitter();
+    assert.throws(() => s.push('x'.repeat(MAX_LINE_BYTES + 1)), /longer than/);
+    assert.equal(s.pending, 0);
+    const s2 = new LineSplitter();
+    assert.throws(() => s2.push('VAR ' + 'y'.repeat(MAX_LINE_BYTES) + '\n'), /longer than/);
+  });
+
+  it('fuzz: 50 000 random and mutated lines only ever give protocol errors, never anything else', () => {
+    const r = rng(12345);
+    const seeds = ['BEGIN LIST VAR sim', 'VAR sim ups.status "OB LB"', 'END LIST VAR sim', 'ERR DATA-STALE', 'VAR sim ups.alarm "a \\"b\\""', 'UPS sim "desc"'];
+    const alphabet = ' "\\#\tABCVERLISTOBLB.0123456789\u00e9\u0000';
+    let parsed = 0;
+    let rejected = 0;
+    for (let i = 0; i < 50000; i++) {
+      let line: string;
+      if (r() < 0.5) {
+        line = Array.from({ length: Math.floor(r() * 60) }, () => alphabet[Math.floor(r() * alphabet.length)]).join('');
+      } else {
+        const chars = seeds[Math.floor(r() * seeds.length)].split('');
+        for (let k = 0, m = 1 + Math.floor(r() * 4); k < m; k++) {
+          const at = Math.floor(r() * (chars.length + 1));
+          const op = r();
+          if (op < 0.33) chars.splice(at, 1);
+          else if (op < 0.66) chars.splice(at, 0, alphabet[Math.floor(r() * alphabet.length)]);
+          else chars.splice(at, 0, '"');
+        }
+        line = chars.join('');
+      }
+      const reader = new ListReader(['VAR', 'sim'], 'VAR', 'fuzz');
+      try {
+        tokenize(line);
+        reader.accept('BEGIN LIST VAR sim');
+        const block = reader.accept(line);
+        if (block) varsFromList(block, 'sim');
+        else {
+          const done = reader.accept('END LIST VAR sim');
+          if (done) varsFromList(done, 'sim');
+        }
+        parsed++;
+      } catch (err) {
+        assert.ok(err instanceof NutProtocolError || err instanceof NutError, `line ${JSON.stringify(line)} threw ${(err as Error)?.name}: ${(err as Error)?.message}`);
+        rejected++;
+      }
+    }
+    assert.ok(parsed > 1000 && rejected > 1000, `both paths exercised (parsed ${parsed}, rejected ${rejected})`);
+  });
+});
+
+/**
+ * A misbehaving "upsd" on loopback: real upsd never sends garbage, so this stand-in answers each
+ * request with whatever the test scripts, to prove the client fails cleanly.
+ */
+function badServer(answer: (line: string, socket: net.Socket) => void): Promise<{ port: number; close: () => Promise<void> }> {
+  return new Promise((resolve) => {
+    const sockets = new Set<net.Socket>();
+    const server = net.createServer((s) => {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      s.on('error', () => undefined);
+      let buf = '';
+      s.on('data', (d) => {
+        buf += d.toString();
+        let i: number;
+        while ((i = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, i);
+          buf = buf.slice(i + 1);
+          answer(line, s);
+        }
+      });
+    });
+    server.listen(0, '127.0.0.1', () => {
+      const port = (server.address() as net.AddressInfo).port;
+      resolve({ port, close: () => new Promise((r) => { sockets.forEach((s) => s.destroy()); server.close(() => r()); }) });
+    });
+  });
+}
+
+describe('NUT connection against a misbehaving server', () => {
+  it('a reply cut off mid-list, then the socket closed: rejects with a connection error', async () => {
+    const srv = await badServer((_l, s) => s.end('BEGIN LIST VAR sim\nVAR sim ups.status "O'));
+    try {
+      const c = await NutConnection.connect({ host: '127.0.0.1', port: srv.port, timeoutMs: 2000 });
+      await assert.rejects(c.listVar('sim'), NutConnectionError);
+      assert.ok(c.closed);
+    } finally {
+      await srv.close();
+    }
+  });
+
+  it('an endless line: rejected as oversized, connection closed', async () => {
+    const srv = await badServer((_l, s) => s.write('VAR sim x "' + 'z'.repeat(MAX_LINE_BYTES * 2)));
+    try {
+      const c = await NutConnection.connect({ host: '127.0.0.1', port: srv.port, timeoutMs: 2000 });
+      await assert.rejects(c.listVar('sim'), /longer than/);
+      assert.ok(c.closed);
+    } finally {
+      await srv.close();
+    }
+  });
+
+  it('silence: the request times out within its bound and the connection closes', async () => {
+    const srv = await badServer(() => undefined);
+    try {
+      const c = await NutConnection.connect({ host: '127.0.0.1', port: srv.port, timeoutMs: 300 });
+      const t0 = Date.now();
+      await assert.rejects(c.listVar('sim'), /did not answer/);
+      assert.ok(Date.now() - t0 < 2000);
+      assert.ok(c.closed);
+    } finally {
+      await srv.close();
+    }
+  });
+
+  it('garbage and unsolicited lines: every pending request is rejected, nothing thrown elsewhere', async () => {
+    const r = rng(99);
+    const srv = await badServer((_l, s) => {
+      const junk = Array.from({ length: 200 }, () => String.fromCharCode(Math.floor(r() * 256))).join('');
+      s.write(junk + '\nVAR sim x "y"\nEND LIST VAR sim\n');
+    });
+    try {
+      for (let i = 0; i < 50; i++) {
+        const c = await NutConnection.connect({ host: '127.0.0.1', port: srv.port, timeoutMs: 1000 });
+        const results = await Promise.allSettled([c.listVar('sim'), c.getVar('sim', 'ups.status'), c.listUps()]);
+        for (const res of results) assert.equal(res.status, 'rejected');
+        assert.ok(c.closed);
+      }
+    } finally {
+      await srv.close();
+    }
+  });
+
+  it('connection refused: a sentence that says what to check', async () => {
+    const srv = await badServer(() => undefined);
+    const port = srv.port;
+    await srv.close();
+    await assert.rejects(NutConnection.connect({ host: '127.0.0.1', port, timeoutMs: 1000 }), /connection refused at 127\.0\.0\.1:\d+: is upsd running/);
+  });
+});
