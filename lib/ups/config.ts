@@ -35,10 +35,17 @@ export const DeviceConfigSchema = z
     source: z.enum(['sim', 'nut'], { error: 'source must be "sim" (simulated) or "nut"' }).default('sim'),
     host: z.string().trim().optional().default('127.0.0.1'),
     port: numberField(1, 65535, 3493, 'port'),
-    upsName: z.string().trim().optional().default(''),
+    upsName: z.string().trim().optional().default('').refine((v) => v === '' || UPS_NAME_PATTERN.test(v), 'UPS name may contain only letters, digits and . _ : @ + -'),
     starttls: bool.default(false),
     tlsVerify: z.preprocess((v) => v !== false && v !== 'false', z.boolean()).default(true),
-    tlsFingerprint: z.string().trim().optional().default(''),
+    tlsFingerprint: z.string().trim().optional().default('').refine((v) => {
+      try {
+        normaliseFingerprint(v);
+        return true;
+      } catch {
+        return false;
+      }
+    }, 'a SHA-256 fingerprint has 64 hex digits (colons allowed)'),
     pollInterval: numberField(0.1, 3600, 1, 'poll interval (s)'),
     pollIntervalOnBattery: numberField(0.1, 3600, 1, 'poll interval on battery (s)'),
     commTolerance: numberField(0, 600, 0, 'stale-data tolerance (s)'),
@@ -57,12 +64,6 @@ export const DeviceConfigSchema = z
     if (c.source === 'nut') {
       if (!c.host) ctx.addIssue({ code: 'custom', path: ['host'], message: 'host is required for a NUT UPS' });
       if (!c.upsName) ctx.addIssue({ code: 'custom', path: ['upsName'], message: 'UPS name is required for a NUT UPS (the name in upsd\'s ups.conf, e.g. "ups")' });
-      else if (!UPS_NAME_PATTERN.test(c.upsName)) ctx.addIssue({ code: 'custom', path: ['upsName'], message: 'UPS name may contain only letters, digits and . _ : @ + -' });
-    }
-    try {
-      normaliseFingerprint(c.tlsFingerprint);
-    } catch (err) {
-      ctx.addIssue({ code: 'custom', path: ['tlsFingerprint'], message: (err as Error).message });
     }
   });
 
