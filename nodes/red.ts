@@ -73,6 +73,6 @@ export function errorText(err: unknown): string {
 }
 
 /** Node status text is shown in one line under the node; keep it short. */
-export function shortStatus(text: string, max = 60): string {
+export function shortStatus(text: string, max = 100): string {
   return text.length > max ? text.slice(0, max - 1) + '…' : text;
 }

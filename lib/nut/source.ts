@@ -3,7 +3,7 @@
  * backoff, optional LOGIN as a secondary (so a NUT primary waits for us before it powers off).
  */
 import { NutConnection, NutConnectionError } from './connection';
-import { NutError, NutProtocolError } from './protocol';
+import { NUT_ERRORS, NutError, NutProtocolError } from './protocol';
 import { SourceError, UpsReading, UpsSource } from '../ups/source';
 import { TlsSettings } from '../net/tls';
 
@@ -133,7 +133,9 @@ function loginAdvice(err: NutError, username: string, ups: string): string {
 export function toSourceError(err: unknown, label: string): SourceError {
   if (err instanceof SourceError) return err;
   if (err instanceof NutError) {
-    return new SourceError(`${label}: ${err.message}`, err.code === 'DATA-STALE' ? 'stale' : 'lost');
+    // The request that failed (LIST VAR …) means nothing to a user; the code's explanation does.
+    const text = `${NUT_ERRORS[err.code] ?? 'upsd refused the request'} (ERR ${err.code})`;
+    return new SourceError(text, err.code === 'DATA-STALE' ? 'stale' : 'lost');
   }
   if (err instanceof NutConnectionError || err instanceof NutProtocolError) return new SourceError(err.message, 'lost');
   return new SourceError(`${label}: ${(err as Error)?.message ?? String(err)}`, 'lost');

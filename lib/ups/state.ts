@@ -208,7 +208,7 @@ export interface StatusView {
   text: string;
 }
 
-export function statusOf(state: UpsState, warning: string | null, max = 60): StatusView {
+export function statusOf(state: UpsState, warning: string | null, max = 100): StatusView {
   const clipText = (t: string) => (t.length > max ? t.slice(0, max - 1) + '…' : t);
   if (state.comm === 'lost') return { fill: 'red', shape: 'ring', text: clipText(`comm lost: ${state.commError ?? 'no answer'}`) };
   if (state.comm === 'stale') return { fill: 'yellow', shape: 'ring', text: clipText(`stale: ${state.commError ?? 'old data'}`) };
