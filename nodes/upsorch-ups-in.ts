@@ -23,6 +23,13 @@ export = function register(RED: NodeAPI): void {
     let lastKey: string | undefined;
     let lastWarning: string | null = null;
     let latest: UpsState | undefined;
+    /** An input error painted the status red: repaint from the next state even if it did not change. */
+    let statusDirty = false;
+    const inputError = (err: Error, done: (e?: Error) => void) => {
+      node.status({ fill: 'red', shape: 'ring', text: shortStatus(err.message) });
+      statusDirty = true;
+      done(err);
+    };
 
     const parsed = UpsInConfig.safeParse(raw);
     const device = parsed.success ? (RED.nodes.getNode(parsed.data.ups) as UpsDeviceNode | null) : null;
@@ -44,7 +51,8 @@ export = function register(RED: NodeAPI): void {
         latest = s;
         const warning = device.device().source.warning;
         const key = stateKey(s);
-        if (key !== lastKey || warning !== lastWarning) node.status(statusOf(s, warning));
+        if (key !== lastKey || warning !== lastWarning || statusDirty) node.status(statusOf(s, warning));
+        statusDirty = false;
         if (warning && warning !== lastWarning) node.warn(warning);
         lastWarning = warning;
         if (cfg.events) {
@@ -73,17 +81,14 @@ export = function register(RED: NodeAPI): void {
       }
       const reply = (s: UpsState) => send([{ ...msg, topic: s.ups, payload: s }, null]);
       if (topic === '' || topic === 'refresh') {
-        device.device().poll().then(reply).then(() => done(), (err) => done(err));
+        device.device().poll().then(reply).then(() => done(), (err) => inputError(err, done));
         return;
       }
       if ((SIM_COMMANDS as readonly string[]).includes(topic)) {
-        device.simulate(topic, msg.payload).then(() => done(), (err) => {
-          node.status({ fill: 'red', shape: 'ring', text: shortStatus(errorText(err)) });
-          done(err);
-        });
+        device.simulate(topic, msg.payload).then(() => done(), (err) => inputError(err instanceof Error ? err : new Error(errorText(err)), done));
         return;
       }
-      done(new Error(`unknown topic "${topic}": send "refresh" (or no topic) for the current state, or for a simulated UPS one of ${SIM_COMMANDS.join(', ')}`));
+      inputError(new Error(`unknown topic "${topic}": send "refresh" (or no topic) for the current state, or for a simulated UPS one of ${SIM_COMMANDS.join(', ')}`), done);
     });
 
     node.on('close', (_removed, done) => {

@@ -68,8 +68,10 @@ describe('UPS in node with a simulated UPS (Node-RED runtime)', function () {
     await states.waitFor(() => true, 3000);
     send('in', { topic: 'set-load', payload: 'heavy' });
     await waitUntil(() => errorsOf('in').some((e) => /load \(%\) must be a number from 0 to 200, got "heavy"/.test(e)));
+    await waitForStatus('in', (s) => s.fill === 'red' && /^load \(%\) must be a number/.test(s.text ?? ''));
     send('in', { topic: 'set-load', payload: 50 });
     await states.waitFor((m) => m.payload.load === 50, 3000);
+    await waitForStatus('in', (s) => s.fill === 'green', 3000);
   });
 
   it('repeats the state at the configured interval even when nothing changes', async () => {
