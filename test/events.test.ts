@@ -45,6 +45,8 @@ describe('UPS state normalisation', () => {
     assert.deepEqual(st('OB', { 'battery.runtime': '-1' }).untrusted, ['runtime']);
     assert.deepEqual(st('OB', { 'battery.charge': '255' }).untrusted, ['charge']);
     assert.deepEqual(st('OB', { 'battery.runtime': '600' }).untrusted, []);
+    assert.deepEqual(st('OB', { 'battery.runtime': '0', 'battery.charge': '80' }).untrusted, ['runtime'], 'runtime 0 with a full battery');
+    assert.deepEqual(st('OB LB', { 'battery.runtime': '0', 'battery.charge': '3' }).untrusted, [], 'runtime 0 with an empty battery is real');
     assert.equal(statusOf(st('OL', { 'battery.runtime': '65535' }), null).fill, 'yellow');
   });
 

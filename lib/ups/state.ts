@@ -103,6 +103,16 @@ export interface NormaliseInput {
   secondsOnBattery: number;
 }
 
+/**
+ * A runtime of exactly 0 while the battery still holds charge is a driver's "unknown", not an
+ * empty battery (an empty battery also shows a low charge or LB).
+ */
+function zeroRuntimeImplausible(s: UpsState): boolean {
+  if (s.runtime !== 0) return false;
+  if (s.charge !== null) return s.charge > 10;
+  return !s.lowBattery;
+}
+
 /** Build the normalised state of a UPS that answered. */
 export function normalise(input: NormaliseInput): UpsState {
   const { vars } = input;
@@ -156,7 +166,7 @@ export function normalise(input: NormaliseInput): UpsState {
   if (charger === 'charging') state.charging = true;
   if (charger === 'discharging') state.discharging = true;
   if (state.charge !== null && (state.charge > 100 || state.charge < 0)) state.untrusted.push('charge');
-  if (state.runtime !== null && (state.runtime < 0 || state.runtime >= MAX_PLAUSIBLE_RUNTIME)) state.untrusted.push('runtime');
+  if (state.runtime !== null && (state.runtime < 0 || state.runtime >= MAX_PLAUSIBLE_RUNTIME || zeroRuntimeImplausible(state))) state.untrusted.push('runtime');
   return state;
 }
 
