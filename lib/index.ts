@@ -10,3 +10,5 @@ export * from './nut/source';
 export * from './sim/battery';
 export * from './sim/source';
 export * from './net/tls';
+export * from './decide/engine';
+export * from './decide/config';

@@ -8,7 +8,8 @@ helper.init(require.resolve('node-red'));
 
 export const deviceNode = require('../../nodes/upsorch-device');
 export const upsInNode = require('../../nodes/upsorch-ups-in');
-export const ourNodes = [deviceNode, upsInNode];
+export const thresholdNode = require('../../nodes/upsorch-threshold');
+export const ourNodes = [deviceNode, upsInNode, thresholdNode];
 
 export interface Received {
   at: number;
@@ -102,5 +103,15 @@ export function upsIn(id: string, device: string, over: Record<string, unknown> 
     { id, type: 'upsorch-ups-in', name: '', ups: device, interval: 0, events: true, wires: [[`${id}-state`], [`${id}-events`]], ...over },
     { id: `${id}-state`, type: 'helper' },
     { id: `${id}-events`, type: 'helper' },
+  ];
+}
+
+/** A runtime threshold node wired to helpers `${id}-shutdown`, `${id}-cancel`, `${id}-restore`. */
+export function threshold(id: string, over: Record<string, unknown> = {}): Record<string, unknown>[] {
+  return [
+    { id, type: 'upsorch-threshold', name: '', wires: [[`${id}-shutdown`], [`${id}-cancel`], [`${id}-restore`]], ...over },
+    { id: `${id}-shutdown`, type: 'helper' },
+    { id: `${id}-cancel`, type: 'helper' },
+    { id: `${id}-restore`, type: 'helper' },
   ];
 }

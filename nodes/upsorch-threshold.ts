@@ -1,0 +1,137 @@
+/**
+ * Runtime threshold: decides when to shut down, cancel and restore. Outputs: 1 shutdown, 2 cancel,
+ * 3 restore, each with the reason. States come from UPS in nodes (msg.payload) and/or straight
+ * from the UPS devices listed under supplies. All decisions are the engine's (lib/decide).
+ */
+import { NodeAPI, Node, NodeMessage, UpsDeviceNode, errorText, shortStatus } from './red';
+import { DecisionEngine, Decision, EngineOutput } from '../lib/decide/engine';
+import { UpsStateShape, engineConfig, parseThresholdConfig } from '../lib/decide/config';
+import { UpsState } from '../lib/ups/state';
+
+const OUTPUT: Record<Decision['decision'], number> = { shutdown: 0, cancel: 1, restore: 2 };
+
+export = function register(RED: NodeAPI): void {
+  function ThresholdNode(this: Node, raw: Record<string, unknown>): void {
+    RED.nodes.createNode(this, raw);
+    const node = this;
+    let engine: DecisionEngine | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const unsubscribes: Array<() => Promise<void>> = [];
+    let closed = false;
+    let lastDecision: Decision | null = null;
+
+    const showStatus = () => {
+      if (!engine) return;
+      const now = Date.now();
+      switch (engine.phase) {
+        case 'idle':
+          node.status(lastDecision?.decision === 'restore'
+            ? { fill: 'green', shape: 'dot', text: 'idle · restored' }
+            : { fill: 'green', shape: 'dot', text: lastDecision?.decision === 'cancel' ? 'idle · shutdown cancelled' : 'idle · on mains' });
+          return;
+        case 'armed':
+          node.status({ fill: 'yellow', shape: 'dot', text: shortStatus(`armed · ${engine.nearest(now) ?? 'watching'}`) });
+          return;
+        case 'shutdown':
+          node.status({ fill: 'red', shape: 'dot', text: shortStatus(`shutdown · ${engine.lastDecision?.reason.message ?? ''} · can cancel`) });
+          return;
+        case 'committed':
+          node.status({ fill: 'red', shape: 'ring', text: shortStatus(`shutdown · ${engine.lastDecision?.reason.message ?? ''} · waiting for mains`) });
+      }
+    };
+
+    const apply = (out: EngineOutput) => {
+      if (closed || !engine) return;
+      for (const w of out.warnings) node.warn(w.message);
+      for (const d of out.decisions) {
+        lastDecision = d;
+        const msg: NodeMessage = { topic: d.decision, payload: { ...d, states: engine.states() } };
+        const outputs: Array<NodeMessage | null> = [null, null, null];
+        outputs[OUTPUT[d.decision]] = msg;
+        node.send(outputs);
+      }
+      if (timer) clearTimeout(timer);
+      timer = undefined;
+      if (out.wakeAt !== null) {
+        const e = engine;
+        timer = setTimeout(() => {
+          timer = undefined;
+          apply(e.tick(Date.now()));
+        }, Math.max(0, out.wakeAt - Date.now()));
+      }
+      showStatus();
+    };
+
+    const feed = (state: UpsState) => {
+      if (engine && !closed) apply(engine.update(state, Date.now()));
+    };
+
+    try {
+      const cfg = parseThresholdConfig(raw);
+      const devices: UpsDeviceNode[] = [];
+      for (const s of cfg.supplies) {
+        if (!s.device) continue;
+        const d = RED.nodes.getNode(s.device) as UpsDeviceNode | null;
+        if (!d) throw new Error(`supply ${s.device}: the UPS device does not exist (deleted or not deployed)`);
+        if (d.configError) throw new Error(d.configError);
+        devices.push(d);
+      }
+      engine = new DecisionEngine(engineConfig(cfg, (id) => (RED.nodes.getNode(id) as UpsDeviceNode | null)?.upsName));
+      for (const d of devices) unsubscribes.push(d.subscribe(feed));
+      node.status({ fill: 'grey', shape: 'ring', text: devices.length ? 'waiting for UPS states…' : 'waiting for UPS states on the input…' });
+    } catch (err) {
+      node.status({ fill: 'red', shape: 'ring', text: shortStatus(errorText(err)) });
+      node.error(errorText(err));
+    }
+
+    node.on('input', (msg, _send, done) => {
+      if (!engine) {
+        done(new Error('this node has no valid configuration; fix it and deploy again'));
+        return;
+      }
+      const topic = typeof msg.topic === 'string' ? msg.topic : '';
+      const now = Date.now();
+      if (topic === 'plan-duration') {
+        const secs = typeof msg.payload === 'string' ? Number(msg.payload) : msg.payload;
+        if (typeof secs !== 'number' || !Number.isFinite(secs) || secs < 0) {
+          done(new Error(`plan-duration needs msg.payload = the plan's expected duration in seconds, got ${JSON.stringify(msg.payload)}`));
+          return;
+        }
+        engine.setPlanDuration(secs);
+        apply(engine.tick(now));
+        done();
+        return;
+      }
+      if (topic === 'point-of-no-return' || topic === 'commit') {
+        apply(engine.commit(now));
+        done();
+        return;
+      }
+      if (topic === 'reset') {
+        engine.reset();
+        lastDecision = null;
+        apply(engine.tick(now));
+        done();
+        return;
+      }
+      const parsed = UpsStateShape.safeParse(msg.payload);
+      if (!parsed.success) {
+        const err = new Error('expected a UPS state in msg.payload (from a UPS in node), or topic plan-duration / point-of-no-return / reset');
+        node.status({ fill: 'red', shape: 'ring', text: shortStatus(err.message) });
+        done(err);
+        return;
+      }
+      apply(engine.update(parsed.data as unknown as UpsState, now));
+      done();
+    });
+
+    node.on('close', (_removed, done) => {
+      closed = true;
+      if (timer) clearTimeout(timer);
+      timer = undefined;
+      Promise.all(unsubscribes.splice(0).map((u) => u().catch(() => undefined))).finally(() => done());
+    });
+  }
+
+  RED.nodes.registerType('upsorch-threshold', ThresholdNode);
+};
