@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs from Debian's packages: NUT (upsd, dummy-ups, upsc) for the real
-# UPS peer, Chromium for the editor tests. As root it installs what is missing; otherwise it prints
+# UPS peer, openssl + libnss3-tools (certutil, pk12util) for its STARTTLS certificate (NSS database),
+# Chromium for the editor tests. As root it installs what is missing; otherwise it prints
 # the command to run and fails. The peers themselves are started and stopped by the tests (by PID).
 set -u
-PKGS=(nut-server nut-client chromium)
+PKGS=(nut-server nut-client libnss3-tools openssl chromium)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

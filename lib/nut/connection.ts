@@ -81,6 +81,14 @@ export class NutConnection extends EventEmitter {
   /** Open a connection (and STARTTLS if asked). Rejects with a NutConnectionError/NutError. */
   static connect(opts: NutConnectionOptions): Promise<NutConnection> {
     const timeoutMs = opts.timeoutMs ?? 5000;
+    // Settings errors (a malformed pin) must surface before STARTTLS: once upsd has answered
+    // "OK STARTTLS" it blocks in its handshake until this client handshakes or hangs up.
+    let tlsOptions: tls.ConnectionOptions | undefined;
+    try {
+      if (opts.starttls) tlsOptions = tlsConnectOptions(opts.host, opts.tls ?? {});
+    } catch (err) {
+      return Promise.reject(new NutConnectionError(`TLS settings for ${opts.host}:${opts.port}: ${(err as Error).message}`, 'TLS'));
+    }
     return new Promise<NutConnection>((resolve, reject) => {
       const socket = net.connect({ host: opts.host, port: opts.port });
       socket.setNoDelay(true);
@@ -98,7 +106,7 @@ export class NutConnection extends EventEmitter {
         socket.removeAllListeners('error');
         const conn = new NutConnection(socket, opts);
         if (!opts.starttls) return resolve(conn);
-        conn.startTls(opts.tls ?? {}).then(() => resolve(conn), (err) => {
+        conn.startTls(tlsOptions!, opts.tls ?? {}).then(() => resolve(conn), (err) => {
           conn.close();
           reject(err);
         });
@@ -249,14 +257,14 @@ export class NutConnection extends EventEmitter {
     return reply;
   }
 
-  private async startTls(settings: TlsSettings): Promise<void> {
+  private async startTls(options: tls.ConnectionOptions, settings: TlsSettings): Promise<void> {
     await this.expectOk('STARTTLS', 'STARTTLS');
     const plain = this.socket;
     plain.removeAllListeners('data');
     plain.removeAllListeners('error');
     plain.removeAllListeners('close');
     await new Promise<void>((resolve, reject) => {
-      const secure = tls.connect({ ...tlsConnectOptions(this.host, settings), socket: plain });
+      const secure = tls.connect({ ...options, socket: plain });
       const timer = setTimeout(() => {
         secure.destroy();
         reject(new NutConnectionError(`TLS handshake with ${this.host}:${this.port} timed out`, 'ETIMEDOUT'));
@@ -271,7 +279,7 @@ export class NutConnection extends EventEmitter {
         const pinErr = checkPinnedFingerprint(secure, settings);
         if (pinErr) {
           secure.destroy();
-          return reject(pinErr);
+          return reject(new NutConnectionError(`TLS with ${this.host}:${this.port} failed: ${pinErr.message}`, 'TLS'));
         }
         secure.removeAllListeners('error');
         this.socket = secure;

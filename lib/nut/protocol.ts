@@ -19,7 +19,7 @@ export const NUT_ERRORS: Readonly<Record<string, string>> = {
   'TOO-LONG': 'the value is too long',
   'INVALID-VALUE': 'the value is not allowed for this variable',
   'FEATURE-NOT-SUPPORTED': 'upsd does not support this feature (TLS not compiled in?)',
-  'FEATURE-NOT-CONFIGURED': 'the feature is not configured on upsd (no CERTFILE for STARTTLS?)',
+  'FEATURE-NOT-CONFIGURED': 'the feature is not configured on upsd (STARTTLS: upsd.conf needs CERTFILE, or CERTPATH and CERTIDENT on NSS builds)',
   'ALREADY-SSL-MODE': 'the connection is already in TLS mode',
   'DRIVER-NOT-CONNECTED': 'upsd has no connection to the UPS driver (driver not running?)',
   'DATA-STALE': 'the driver has lost contact with the UPS: data is stale',

@@ -11,19 +11,31 @@
  * - upsd answers ERR DRIVER-NOT-CONNECTED at once when a driver dies, ERR DATA-STALE about MAXAGE s
  *   after a driver stops answering, and needs ~1-3 s to (re)connect to a (re)started driver.
  * - FSD is latched inside upsd until upsd restarts.
+ * - TLS (option `tls`): Debian's upsd is built against Mozilla NSS, so the certificate and key live in
+ *   an NSS database (CERTPATH <dir>, CERTIDENT "<nickname>" "<db password>"). upsd loads it at start
+ *   and, if that fails, only logs it and answers STARTTLS with ERR FEATURE-NOT-CONFIGURED; start()
+ *   therefore proves TLS with a real STARTTLS handshake. upsd's NSS handshake blocks its whole main
+ *   loop until the client finishes or fails the handshake.
  *
  * Only node built-ins are used. Children are spawned directly (no shell, no setsid), their PIDs are
  * kept, and a process 'exit' hook SIGKILLs whatever is still alive. Nothing is ever killed by name.
  */
 import * as cp from 'node:child_process';
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as tls from 'node:tls';
 
 export const UPSD_BIN = '/lib/nut/upsd';
 export const DRIVER_BIN = '/lib/nut/dummy-ups';
 const PACKAGES = 'nut-server nut-client';
+const TLS_PACKAGES = 'libnss3-tools openssl';
+/** Tools for `tls: true`: openssl makes the certificate, certutil/pk12util the NSS database. */
+const TLS_TOOLS = ['openssl', 'certutil', 'pk12util'] as const;
+/** Nickname of the server certificate in the NSS database (CERTIDENT). */
+const TLS_CERT_NICKNAME = 'NutPeer upsd';
 
 export interface NutPeerOptions {
   /** upsd TCP port on 127.0.0.1. Default: a free port (bind 127.0.0.1:0, close). */
@@ -34,6 +46,11 @@ export interface NutPeerOptions {
   maxAge?: number;
   /** Default true; false = write the config and start the drivers only. */
   startUpsd?: boolean;
+  /**
+   * Configure STARTTLS: a fresh self-signed certificate (CN=localhost, subjectAltName IP:127.0.0.1 and
+   * DNS:localhost) in a fresh NSS database, CERTPATH/CERTIDENT in upsd.conf. See certPem/certFingerprint256.
+   */
+  tls?: boolean;
 }
 
 export const DEFAULT_UPS_VARS: Readonly<Record<string, string>> = Object.freeze({
@@ -70,6 +87,8 @@ const DRIVER_SOCKET_TIMEOUT_MS = 10_000;
 const UPSD_PORT_TIMEOUT_MS = 10_000;
 const UPSD_READY_TIMEOUT_MS = 15_000;
 const GET_TIMEOUT_MS = 5_000;
+const TLS_TOOL_TIMEOUT_MS = 15_000;
+const TLS_PROBE_TIMEOUT_MS = 5_000;
 const LOG_TAIL_LINES = 25;
 const TAILS_MARK = '\n--- log ';
 
@@ -209,6 +228,109 @@ function nutRequestLines(
   });
 }
 
+/** The executable `name` on PATH, or undefined. */
+function onPath(name: string): string | undefined {
+  for (const dir of (process.env.PATH || '/usr/local/bin:/usr/bin:/bin').split(':')) {
+    if (!dir) continue;
+    const file = path.join(dir, name);
+    try {
+      fs.accessSync(file, fs.constants.X_OK);
+      return file;
+    } catch {
+      /* next */
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Run a short-lived tool (no shell) with its output appended to `logFile`; its PID is tracked like
+ * the daemons'. Rejects, with the output's tail, on a non-zero exit or after `timeoutMs` (SIGKILL).
+ */
+function runTool(bin: string, args: string[], logFile: string, timeoutMs = TLS_TOOL_TIMEOUT_MS): Promise<void> {
+  const line = `${path.basename(bin)} ${args.join(' ')}`;
+  fs.appendFileSync(logFile, `==== ${new Date().toISOString()} run: ${line}\n`);
+  return new Promise((resolve, reject) => {
+    const fd = fs.openSync(logFile, 'a');
+    let child: cp.ChildProcess;
+    try {
+      child = cp.spawn(bin, args, { cwd: path.dirname(logFile), stdio: ['ignore', fd, fd] });
+    } finally {
+      fs.closeSync(fd);
+    }
+    const pid = child.pid;
+    if (pid !== undefined) liveChildren.set(pid, line);
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
+    const fail = (why: string): void => reject(new Error(`${line}: ${why}\n--- ${path.basename(logFile)} ---\n${tailFile(logFile, 15)}`));
+    child.once('error', (e) => {
+      clearTimeout(timer);
+      if (pid !== undefined) liveChildren.delete(pid);
+      fail(`could not run it (${e.message})`);
+    });
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      if (pid !== undefined) liveChildren.delete(pid);
+      if (timedOut) fail(`no result within ${timeoutMs} ms (killed)`);
+      else if (code !== 0) fail(`exited with ${signal ? `signal ${signal}` : `code ${code}`}`);
+      else resolve();
+    });
+  });
+}
+
+/**
+ * Plain connect, `STARTTLS`, TLS handshake without verification; resolves with the SHA-256
+ * fingerprint of the certificate the server presented and the protocol, or rejects with what went
+ * wrong, including upsd's literal answer when it was not `OK STARTTLS`.
+ */
+function probeStartTls(host: string, port: number, timeoutMs = TLS_PROBE_TIMEOUT_MS): Promise<{ fingerprint256: string; protocol: string }> {
+  return new Promise((resolve, reject) => {
+    const plain = net.connect({ host, port });
+    let secure: tls.TLSSocket | undefined;
+    let buf = '';
+    let settled = false;
+    const finish = (err: Error | null, value?: { fingerprint256: string; protocol: string }): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      plain.removeAllListeners('data');
+      plain.on('error', () => undefined);
+      secure?.on('error', () => undefined);
+      if (secure) secure.destroy();
+      plain.destroy();
+      if (err) reject(err);
+      else resolve(value!);
+    };
+    const timer = setTimeout(
+      () => finish(new Error(`STARTTLS probe of ${host}:${port}: no result within ${timeoutMs} ms (${secure ? 'TLS handshake' : 'waiting for the answer to STARTTLS'})`)),
+      timeoutMs,
+    );
+    plain.setEncoding('utf8');
+    plain.once('connect', () => plain.write('STARTTLS\n'));
+    plain.once('error', (e) => finish(new Error(`STARTTLS probe of ${host}:${port}: ${e.message}`)));
+    plain.once('close', () => finish(new Error(`STARTTLS probe of ${host}:${port}: upsd closed the connection (got ${JSON.stringify(buf)})`)));
+    plain.on('data', (chunk: string) => {
+      buf += chunk;
+      const nl = buf.indexOf('\n');
+      if (nl < 0) return;
+      const answer = buf.slice(0, nl).replace(/\r$/, '');
+      if (answer !== 'OK STARTTLS') return finish(new Error(`STARTTLS probe of ${host}:${port}: upsd answered ${JSON.stringify(answer)}`));
+      plain.removeAllListeners('data');
+      plain.removeAllListeners('close');
+      secure = tls.connect({ socket: plain, rejectUnauthorized: false, servername: 'localhost' });
+      secure.once('error', (e) => finish(new Error(`STARTTLS probe of ${host}:${port}: TLS handshake failed: ${e.message}`)));
+      secure.once('secureConnect', () => {
+        const cert = secure!.getPeerCertificate();
+        if (!cert?.fingerprint256) return finish(new Error(`STARTTLS probe of ${host}:${port}: no server certificate`));
+        finish(null, { fingerprint256: cert.fingerprint256, protocol: secure!.getProtocol() ?? '?' });
+      });
+    });
+  });
+}
+
 const unquote = (v: string): string => v.replace(/\\(.)/g, '$1');
 /** dummy-ups joins whitespace-separated words with single spaces. */
 const normalize = (v: string): string => v.trim().replace(/\s+/g, ' ');
@@ -247,8 +369,15 @@ export class NutPeer {
     monitor: Object.freeze({ username: 'monuser' as const, password: 'monpass' as const }),
   });
   readonly maxAge: number;
+  /** Whether upsd offers STARTTLS (option `tls`). */
+  readonly tls: boolean;
 
   private _port: number;
+  private _certPem?: string;
+  private _certFingerprint256?: string;
+  private readonly tlsLog: string;
+  /** Password of the NSS database (CERTIDENT); hex, so it needs no quoting. */
+  private readonly nssPassword = crypto.randomBytes(12).toString('hex');
   private readonly drivers = new Map<string, DriverState>();
   private upsd?: Proc;
   private readonly upsdLog: string;
@@ -256,16 +385,26 @@ export class NutPeer {
   private readonly env: NodeJS.ProcessEnv;
   private stopping?: Promise<void>;
 
-  private constructor(readonly dir: string, port: number, maxAge: number, ups: Record<string, Record<string, string>>) {
+  private constructor(
+    readonly dir: string,
+    port: number,
+    maxAge: number,
+    ups: Record<string, Record<string, string>>,
+    withTls: boolean,
+  ) {
     this._port = port;
     this.maxAge = maxAge;
+    this.tls = withTls;
     this.upsdLog = path.join(dir, 'upsd.log');
     this.peerLog = path.join(dir, 'peer.log');
+    this.tlsLog = path.join(dir, 'tls.log');
     this.env = {
       ...process.env,
       NUT_CONFPATH: path.join(dir, 'etc'),
       NUT_STATEPATH: path.join(dir, 'state'),
       NUT_ALTPIDPATH: path.join(dir, 'state'),
+      // CERTPATH is a plain directory (upsd stat()s it); make NSS open it as an sql: (cert9/key4) database.
+      NSS_DEFAULT_DB_TYPE: 'sql',
     };
     delete this.env.NUT_DEBUG_LEVEL;
     for (const [name, vars] of Object.entries(ups)) {
@@ -287,11 +426,25 @@ export class NutPeer {
     return [...this.drivers.keys()];
   }
 
+  /** The self-signed server certificate (PEM) upsd presents after STARTTLS. Only with `tls: true`. */
+  get certPem(): string {
+    if (this._certPem === undefined) throw new Error('NutPeer: certPem exists only for a peer started with { tls: true }');
+    return this._certPem;
+  }
+
+  /** SHA-256 of that certificate's DER, upper-case hex with colons (Node's `fingerprint256` form). */
+  get certFingerprint256(): string {
+    if (this._certFingerprint256 === undefined) {
+      throw new Error('NutPeer: certFingerprint256 exists only for a peer started with { tls: true }');
+    }
+    return this._certFingerprint256;
+  }
+
   // -------------------------------------------------------------------------------------------
   // Lifecycle
 
   static async start(opts: NutPeerOptions = {}): Promise<NutPeer> {
-    NutPeer.checkEnvironment();
+    NutPeer.checkEnvironment(opts.tls === true);
     const ups = opts.ups ?? { sim: { ...DEFAULT_UPS_VARS } };
     const names = Object.keys(ups);
     if (names.length === 0) throw new Error('NutPeer: at least one UPS is required');
@@ -311,9 +464,10 @@ export class NutPeer {
     installHooks();
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'upsorch-nut-'));
     liveDirs.add(dir);
-    const peer = new NutPeer(dir, opts.port ?? (await freePort()), maxAge, ups);
+    const peer = new NutPeer(dir, opts.port ?? (await freePort()), maxAge, ups, opts.tls === true);
     const deadline = Date.now() + START_TIMEOUT_MS;
     try {
+      if (peer.tls) await peer.makeTls();
       peer.writeConfig();
       for (const name of names) peer.writeDev(name);
       // Drivers first: upsd connects to their sockets when it starts.
@@ -343,7 +497,7 @@ export class NutPeer {
     }
   }
 
-  private static checkEnvironment(): void {
+  private static checkEnvironment(withTls: boolean): void {
     const hint = `Install the Debian packages: apt-get install ${PACKAGES}`;
     if (process.platform !== 'linux') throw new Error(`NutPeer needs Linux with NUT (${PACKAGES}); platform is ${process.platform}`);
     if (typeof process.getuid !== 'function' || process.getuid() !== 0) {
@@ -354,6 +508,12 @@ export class NutPeer {
         fs.accessSync(bin, fs.constants.X_OK);
       } catch {
         throw new Error(`NutPeer: ${bin} not found or not executable. ${hint}`);
+      }
+    }
+    if (withTls) {
+      const missing = TLS_TOOLS.filter((t) => !onPath(t));
+      if (missing.length) {
+        throw new Error(`NutPeer { tls: true } needs ${missing.join(', ')} on PATH: apt-get install ${TLS_PACKAGES}`);
       }
     }
   }
@@ -562,7 +722,7 @@ export class NutPeer {
 
   /** Last lines of every log file (upsd, drivers, peer events). */
   logTails(lines = LOG_TAIL_LINES): string {
-    const files = [this.peerLog, this.upsdLog, ...[...this.drivers.values()].map((d) => d.logFile)];
+    const files = [this.peerLog, this.upsdLog, this.tlsLog, ...[...this.drivers.values()].map((d) => d.logFile)];
     return files
       .filter((f) => fs.existsSync(f))
       .map((f) => `${TAILS_MARK}${path.basename(f)} (last ${lines} lines) ---\n${tailFile(f, lines)}`)
@@ -622,7 +782,11 @@ export class NutPeer {
       ups += `\n[${name}]\n  driver = dummy-ups\n  port = ${d.devFile}\n  mode = dummy-once\n  desc = "NutPeer simulated UPS ${name}"\n`;
     }
     w('ups.conf', ups);
-    w('upsd.conf', `LISTEN 127.0.0.1 ${this._port}\nSTATEPATH ${state}\nMAXAGE ${this.maxAge}\n`);
+    let upsd = `LISTEN 127.0.0.1 ${this._port}\nSTATEPATH ${state}\nMAXAGE ${this.maxAge}\n`;
+    if (this.tls) {
+      upsd += `CERTPATH ${this.nssDir}\nCERTIDENT "${TLS_CERT_NICKNAME}" "${this.nssPassword}"\nDISABLE_WEAK_SSL true\n`;
+    }
+    w('upsd.conf', upsd);
     w(
       'upsd.users',
       [
@@ -636,6 +800,50 @@ export class NutPeer {
         '',
       ].join('\n'),
     );
+  }
+
+  private get nssDir(): string {
+    return path.join(this.dir, 'tls', 'nssdb');
+  }
+
+  /**
+   * Self-signed certificate for localhost / 127.0.0.1 (openssl), imported with its key into a fresh
+   * NSS database (certutil -N, pk12util -i). Each step is bounded; its output goes to tls.log.
+   */
+  private async makeTls(): Promise<void> {
+    const t0 = Date.now();
+    const tlsDir = path.join(this.dir, 'tls');
+    fs.mkdirSync(this.nssDir, { recursive: true, mode: 0o700 });
+    fs.chmodSync(tlsDir, 0o700);
+    const f = (name: string): string => path.join(tlsDir, name);
+    const p12Password = crypto.randomBytes(12).toString('hex');
+    fs.writeFileSync(f('nssdb.pass'), this.nssPassword + '\n', { mode: 0o600 });
+    fs.writeFileSync(f('p12.pass'), p12Password + '\n', { mode: 0o600 });
+    const [openssl, certutil, pk12util] = TLS_TOOLS.map((t) => onPath(t) ?? t);
+    const db = `sql:${this.nssDir}`;
+    // prettier-ignore
+    await runTool(openssl, [
+      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '7',
+      '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost',
+      '-keyout', f('key.pem'), '-out', f('cert.pem'),
+    ], this.tlsLog);
+    // prettier-ignore
+    await runTool(openssl, [
+      'pkcs12', '-export', '-in', f('cert.pem'), '-inkey', f('key.pem'), '-name', TLS_CERT_NICKNAME,
+      '-passout', `file:${f('p12.pass')}`, '-out', f('upsd.p12'),
+    ], this.tlsLog);
+    await runTool(certutil, ['-N', '-d', db, '-f', f('nssdb.pass')], this.tlsLog);
+    await runTool(pk12util, ['-i', f('upsd.p12'), '-d', db, '-k', f('nssdb.pass'), '-w', f('p12.pass')], this.tlsLog);
+    // Short listings for tls.log (-K also proves the password opens the keys); whether upsd finds
+    // certificate and key under CERTIDENT is proven by the STARTTLS probe once upsd runs.
+    await runTool(certutil, ['-L', '-d', db], this.tlsLog);
+    await runTool(certutil, ['-K', '-d', db, '-f', f('nssdb.pass')], this.tlsLog);
+    // The key lives in the NSS database now.
+    fs.rmSync(f('key.pem'), { force: true });
+    fs.rmSync(f('upsd.p12'), { force: true });
+    this._certPem = fs.readFileSync(f('cert.pem'), 'utf8');
+    this._certFingerprint256 = new crypto.X509Certificate(this._certPem).fingerprint256;
+    this.note(`TLS: NSS database ${this.nssDir}, certificate "${TLS_CERT_NICKNAME}" SHA-256 ${this._certFingerprint256} (${Date.now() - t0} ms)`);
   }
 
   /** Atomic rewrite: temp file, mtime = max(now, old mtime + 1 s) in whole seconds, rename over. */
@@ -765,6 +973,14 @@ export class NutPeer {
       if (await canConnect(this.host, this._port, 500)) break;
       if (Date.now() > portUntil) throw new Error(`upsd did not accept connections on ${this.host}:${this._port} in time`);
       await sleep(25);
+    }
+    if (this.tls) {
+      // upsd only logs a broken NSS setup and carries on without TLS: prove STARTTLS works end to end.
+      const seen = await probeStartTls(this.host, this._port, Math.max(1000, Math.min(TLS_PROBE_TIMEOUT_MS, deadline - Date.now())));
+      if (seen.fingerprint256 !== this._certFingerprint256) {
+        throw new Error(`upsd presented certificate ${seen.fingerprint256} after STARTTLS, expected ${this._certFingerprint256}`);
+      }
+      this.note(`TLS: STARTTLS works (${seen.protocol})`);
     }
     for (const [name, d] of this.drivers) {
       if (d.proc && !d.proc.exit && !d.paused) await this.waitUpsServed(name, deadline);
