@@ -12,7 +12,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { NutPeer } from './peers/nut';
+import { NutPeer, session } from './peers/nut';
 import { NutConnection } from '../lib/nut/connection';
 import { NutError } from '../lib/nut/protocol';
 import { NutSource, NutSourceOptions } from '../lib/nut/source';
@@ -23,32 +23,6 @@ const TIMEOUT_MS = 3000;
 const timing = (what: string, ms: number): void => console.log(`      [nut-tls timing] ${what}: ${ms} ms`);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** One plaintext upsd session: send the lines in order, one answer line each. */
-function session(peer: NutPeer, lines: string[]): Promise<string[]> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect({ host: peer.host, port: peer.port });
-    const answers: string[] = [];
-    let buf = '';
-    const timer = setTimeout(() => (s.destroy(), reject(new Error(`session timeout; got ${JSON.stringify(answers)}`))), TIMEOUT_MS);
-    s.setEncoding('utf8');
-    s.on('connect', () => s.write(lines[0] + '\n'));
-    s.on('data', (d: string) => {
-      buf += d;
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        answers.push(buf.slice(0, nl));
-        buf = buf.slice(nl + 1);
-        if (answers.length === lines.length) {
-          clearTimeout(timer);
-          s.destroy();
-          return resolve(answers);
-        }
-        s.write(lines[answers.length] + '\n');
-      }
-    });
-    s.on('error', (e) => (clearTimeout(timer), reject(e)));
-  });
-}
 
 /** Occurrences of `text` in upsd's log (upsd writes it unbuffered before answering the next command). */
 function upsdLogCount(peer: NutPeer, text: string): number {

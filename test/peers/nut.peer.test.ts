@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
-import { NutPeer, NutError } from './nut';
+import { NutPeer, NutError, session } from './nut';
 
 /** Poll until `get` rejects with an error whose message matches `re`; resolves with the ms elapsed. */
 async function waitForError(peer: NutPeer, ups: string, re: RegExp, timeoutMs: number): Promise<number> {
@@ -19,32 +19,6 @@ async function waitForError(peer: NutPeer, ups: string, re: RegExp, timeoutMs: n
   }
 }
 
-/** One upsd session: send the lines in order, collect one answer line per request. */
-function session(peer: NutPeer, lines: string[]): Promise<string[]> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect({ host: peer.host, port: peer.port });
-    const answers: string[] = [];
-    let buf = '';
-    const timer = setTimeout(() => (s.destroy(), reject(new Error(`session timeout; got ${JSON.stringify(answers)}`))), 5000);
-    s.setEncoding('utf8');
-    s.on('connect', () => s.write(lines[0] + '\n'));
-    s.on('data', (d: string) => {
-      buf += d;
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        answers.push(buf.slice(0, nl));
-        buf = buf.slice(nl + 1);
-        if (answers.length === lines.length) {
-          clearTimeout(timer);
-          s.end();
-          return resolve(answers);
-        }
-        s.write(lines[answers.length] + '\n');
-      }
-    });
-    s.on('error', (e) => (clearTimeout(timer), reject(e)));
-  });
-}
 
 function alive(pid: number): boolean {
   try {

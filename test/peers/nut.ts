@@ -1024,3 +1024,33 @@ export class NutPeer {
     }
   }
 }
+
+/**
+ * One plaintext upsd session for protocol-level tests: send the lines in order, one answer line
+ * each, then hang up. Bounded by a 5 s timeout.
+ */
+export function session(peer: { host: string; port: number }, lines: string[]): Promise<string[]> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host: peer.host, port: peer.port });
+    const answers: string[] = [];
+    let buf = '';
+    const timer = setTimeout(() => (s.destroy(), reject(new Error(`session timeout; got ${JSON.stringify(answers)}`))), 5000);
+    s.setEncoding('utf8');
+    s.on('connect', () => s.write(lines[0] + '\n'));
+    s.on('data', (d: string) => {
+      buf += d;
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        answers.push(buf.slice(0, nl));
+        buf = buf.slice(nl + 1);
+        if (answers.length === lines.length) {
+          clearTimeout(timer);
+          s.destroy();
+          return resolve(answers);
+        }
+        s.write(lines[answers.length] + '\n');
+      }
+    });
+    s.on('error', (e) => (clearTimeout(timer), reject(e)));
+  });
+}
