@@ -4,6 +4,8 @@ import {
   LineSplitter, ListReader, MAX_LINE_BYTES, NutError, NutProtocolError, NUT_ERRORS, parseErrorLine, quote, tokenize, varsFromList,
 } from '../lib/nut/protocol';
 import { NutConnection, NutConnectionError } from '../lib/nut/connection';
+import { NutSource } from '../lib/nut/source';
+import { UpsDevice } from '../lib/ups/device';
 
 /** Deterministic PRNG (mulberry32) so a failing fuzz case can be replayed. */
 function rng(seed: number): () => number {
@@ -220,6 +222,25 @@ describe('NUT connection against a misbehaving server', () => {
         for (const res of results) assert.equal(res.status, 'rejected');
         assert.ok(c.closed);
       }
+    } finally {
+      await srv.close();
+    }
+  });
+
+  it('stopping a device while upsd hangs on a request takes no time and leaves no timer', async () => {
+    const srv = await badServer(() => undefined);
+    try {
+      const before = process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+      const device = new UpsDevice(new NutSource({ host: '127.0.0.1', port: srv.port, ups: 'sim', username: 'u', password: 'p', timeoutMs: 30000 }), { name: 'sim', pollMs: 1000, pollOnBatteryMs: 1000 });
+      const states: string[] = [];
+      const unsubscribe = device.subscribe((s) => states.push(s.comm));
+      await new Promise((r) => setTimeout(r, 300)); // USERNAME sent, no answer: a request is in flight
+      const t0 = Date.now();
+      await unsubscribe();
+      assert.ok(Date.now() - t0 < 500, `stop took ${Date.now() - t0} ms`);
+      await new Promise((r) => setTimeout(r, 50));
+      const after = process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+      assert.ok(after <= before, `timers before ${before}, after ${after}`);
     } finally {
       await srv.close();
     }

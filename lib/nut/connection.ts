@@ -19,6 +19,8 @@ export interface NutConnectionOptions {
   /** Upgrade with STARTTLS before anything else. */
   starttls?: boolean;
   tls?: TlsSettings;
+  /** Aborts a connect (and STARTTLS) in progress: the socket is destroyed at once. */
+  signal?: AbortSignal;
 }
 
 interface Pending {
@@ -90,25 +92,33 @@ export class NutConnection extends EventEmitter {
       return Promise.reject(new NutConnectionError(`TLS settings for ${opts.host}:${opts.port}: ${(err as Error).message}`, 'TLS'));
     }
     return new Promise<NutConnection>((resolve, reject) => {
+      if (opts.signal?.aborted) return reject(new NutConnectionError('connection aborted', 'ABORTED'));
       const socket = net.connect({ host: opts.host, port: opts.port });
       socket.setNoDelay(true);
+      let settled = false;
+      const settle = (err: Error | null, conn?: NutConnection) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        opts.signal?.removeEventListener('abort', onAbort);
+        if (err) {
+          socket.destroy();
+          reject(err);
+        } else resolve(conn!);
+      };
+      const onAbort = () => settle(new NutConnectionError('connection aborted', 'ABORTED'));
+      opts.signal?.addEventListener('abort', onAbort);
       const timer = setTimeout(() => {
-        socket.destroy();
-        reject(new NutConnectionError(`no answer from ${opts.host}:${opts.port} within ${timeoutMs} ms: check host, port and firewall`, 'ETIMEDOUT'));
+        settle(new NutConnectionError(`no answer from ${opts.host}:${opts.port} within ${timeoutMs} ms: check host, port and firewall`, 'ETIMEDOUT'));
       }, timeoutMs);
-      socket.once('error', (err) => {
-        clearTimeout(timer);
-        socket.destroy();
-        reject(describeSocketError(err, opts.host, opts.port));
-      });
+      socket.once('error', (err) => settle(describeSocketError(err, opts.host, opts.port)));
       socket.once('connect', () => {
-        clearTimeout(timer);
         socket.removeAllListeners('error');
         const conn = new NutConnection(socket, opts);
-        if (!opts.starttls) return resolve(conn);
-        conn.startTls(tlsOptions!, opts.tls ?? {}).then(() => resolve(conn), (err) => {
-          conn.close();
-          reject(err);
+        if (!opts.starttls) return settle(null, conn);
+        conn.startTls(tlsOptions!, opts.tls ?? {}).then(() => settle(null, conn), (err) => {
+          void conn.close();
+          settle(err);
         });
       });
     });
@@ -292,7 +302,8 @@ export class NutConnection extends EventEmitter {
   /** LOGOUT (when logged in, bounded wait) and close. Never rejects. */
   async close(): Promise<void> {
     if (this.closedWith) return;
-    if (this.loggedIn) {
+    // With a request in flight upsd may be hung: hang up rather than queue a LOGOUT behind it.
+    if (this.loggedIn && this.queue.length === 0) {
       try {
         await this.command('LOGOUT', 'LOGOUT');
       } catch {

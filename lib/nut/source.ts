@@ -33,6 +33,8 @@ export class NutSource implements UpsSource {
   private lastConnectError: SourceError | null = null;
   /** Bumped by close(): a connect that finishes after it belongs to the past and is dropped. */
   private generation = 0;
+  /** Aborts a connect in progress when the source is closed. */
+  private abort: AbortController | null = null;
 
   constructor(private readonly opts: NutSourceOptions) {
     this.label = `${opts.ups}@${opts.host}:${opts.port}`;
@@ -49,13 +51,15 @@ export class NutSource implements UpsSource {
     this.conn = null;
     if (now < this.nextAttempt && this.lastConnectError) throw this.lastConnectError;
     const generation = this.generation;
+    this.abort = new AbortController();
     const conn = await NutConnection.connect({
-      host: this.opts.host, port: this.opts.port, timeoutMs: this.opts.timeoutMs, starttls: this.opts.starttls, tls: this.opts.tls,
+      host: this.opts.host, port: this.opts.port, timeoutMs: this.opts.timeoutMs, starttls: this.opts.starttls, tls: this.opts.tls, signal: this.abort.signal,
     });
     if (generation !== this.generation) {
       await conn.close();
       throw new SourceError('source closed', 'lost');
     }
+    this.conn = conn; // from here on close() can hang it up, even during the login
     if (this.opts.username) {
       try {
         await conn.authenticate(this.opts.username, this.opts.password ?? '', this.opts.ups);
@@ -66,7 +70,6 @@ export class NutSource implements UpsSource {
         this.warning = loginAdvice(err, this.opts.username, this.opts.ups);
       }
     }
-    this.conn = conn;
     return conn;
   }
 
@@ -117,6 +120,8 @@ export class NutSource implements UpsSource {
   /** Close the connection (LOGOUT first when logged in). The source can be read again later. */
   async close(): Promise<void> {
     this.generation++;
+    this.abort?.abort();
+    this.abort = null;
     const conn = this.conn;
     this.conn = null;
     if (conn) await conn.close();
