@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# `npm run bench`: latency and cost benchmarks against a real upsd on loopback (needs root and
+# Debian's nut-server/nut-client, like the test suite), then the decision engine. Measures and
+# prints; never asserts timings. BENCH_SECONDS (default 60) sets the length of each load run.
+set -u
+cd "$(dirname "$0")/.."
+npx tsx bench/bench.ts || exit 1
+exec npx tsx bench/decide.ts
