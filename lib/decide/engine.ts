@@ -442,7 +442,9 @@ export class DecisionEngine {
       }
       case 'committed': {
         if (calmSince === null) break;
-        const charged = [...this.ups.values()].every((t) => !t.state || (t.state.charge !== null && !t.state.untrusted.includes('charge') && t.state.charge >= this.config.restoreCharge));
+        // A UPS that reports no charge cannot hold restore back for ever: mains stability decides there.
+        const charged = [...this.ups.values()].every((t) => !t.state || this.config.restoreCharge <= 0 || t.state.charge === null
+          || (!t.state.untrusted.includes('charge') && t.state.charge >= this.config.restoreCharge));
         const due = calmSince + this.config.restoreAfter * 1000;
         if (now < due) wake(due);
         else if (charged) {
