@@ -4,12 +4,9 @@
  */
 import { z } from 'zod';
 import { DEFAULT_CONFIG, ThresholdConfig } from './engine';
+import { numberField } from '../ups/config';
 
-const num = (min: number, max: number, dflt: number, what: string) =>
-  z.preprocess(
-    (v) => (v === '' || v === undefined || v === null ? dflt : typeof v === 'string' ? Number(v) : v),
-    z.number({ error: `${what} must be a number` }).refine((n) => Number.isFinite(n) && n >= min && n <= max, `${what} must be between ${min} and ${max}`),
-  );
+const num = numberField;
 const flag = (dflt: boolean) => z.preprocess((v) => (v === undefined || v === '' ? dflt : v === true || v === 'true'), z.boolean());
 
 const D = DEFAULT_CONFIG;

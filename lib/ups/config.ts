@@ -12,7 +12,7 @@ import { UpsSource } from './source';
 import { normaliseFingerprint } from '../net/tls';
 
 /** A number field from the editor: a number, or a numeric string; empty → the default. */
-const numberField = (min: number, max: number, dflt: number, what: string) =>
+export const numberField = (min: number, max: number, dflt: number, what: string) =>
   z.preprocess(
     (v) => (v === '' || v === undefined || v === null ? dflt : typeof v === 'string' ? Number(v) : v),
     z.number({ error: `${what} must be a number` }).refine((n) => Number.isFinite(n) && n >= min && n <= max, `${what} must be between ${min} and ${max}`),
