@@ -145,9 +145,12 @@ describe('UPS in node with a real NUT server (upsd + dummy-ups)', function () {
     try {
       const bad = await events.waitFor((m) => m.topic === 'COMMBAD', 5000);
       assert.ok(bad.at - t0 <= 2 * 1000 + 500, `COMMBAD after ${bad.at - t0} ms`);
-      assert.equal(bad.msg.payload.state.comm, 'lost');
-      assert.equal(bad.msg.payload.state.commError, 'upsd has no connection to the UPS driver (driver not running?) (ERR DRIVER-NOT-CONNECTED)');
-      assert.equal(bad.msg.payload.state.charge, 100, 'last known readings kept');
+      // upsd may answer DATA-STALE for a moment before it notices the driver's socket closed
+      // (seen on a loaded CI machine); either way it is COMMBAD, and it must settle on "lost".
+      assert.ok(['lost', 'stale'].includes(bad.msg.payload.state.comm), bad.msg.payload.state.comm);
+      const lost = await states.waitFor((m) => m.payload.comm === 'lost', 5000);
+      assert.equal(lost.msg.payload.commError, 'upsd has no connection to the UPS driver (driver not running?) (ERR DRIVER-NOT-CONNECTED)');
+      assert.equal(lost.msg.payload.charge, 100, 'last known readings kept');
       await waitForStatus('in', (x) => x.fill === 'red' && x.text === 'comm lost: upsd has no connection to the UPS driver (driver not running?) (ERR DRIVER-NOT-CONNECTED)');
     } finally {
       await peer.startDriver('sim');
