@@ -16,6 +16,8 @@ export interface Node {
   id: string;
   type: string;
   name?: string;
+  /** Output wiring: wires[i] lists the node ids output i goes to. */
+  wires?: string[][];
   credentials: Record<string, string | undefined>;
   on(event: 'input', cb: (msg: NodeMessage, send: SendFn, done: DoneFn) => void): void;
   on(event: 'close', cb: (removed: boolean, done: () => void) => void): void;
@@ -39,6 +41,9 @@ export interface NodeAPI {
   auth: { needsPermission(permission: string): (req: HttpRequest, res: HttpResponse, next?: () => void) => void };
   log: { info(m: string): void; warn(m: string): void; error(m: string): void };
   _(key: string, subs?: Record<string, unknown>): string;
+  settings: { userDir?: string } & Record<string, unknown>;
+  /** Runtime events; `flows:started` fires once every node of a deploy exists. */
+  events: { on(ev: string, fn: (...a: unknown[]) => void): void; removeListener(ev: string, fn: (...a: unknown[]) => void): void };
 }
 
 export interface HttpRequest {
@@ -75,4 +80,17 @@ export function errorText(err: unknown): string {
 /** Node status text is shown in one line under the node; keep it short. */
 export function shortStatus(text: string, max = 100): string {
   return text.length > max ? text.slice(0, max - 1) + '…' : text;
+}
+
+/** The plan config node as phases, Home Assistant and notify see it (nodes/upsorch-plan.ts). */
+export interface PlanNode extends Node {
+  plan: import('../lib/plan/runner').Plan;
+  configError?: string;
+  /** Start a run (the chain is found from the phases' wiring). */
+  request(req: import('../lib/plan/runner').RunRequest): import('../lib/plan/runner').RequestResult;
+  cancel(by: string): { ok: boolean; reason: string };
+  /** The longest the plan may take in a direction, from its phases' timeouts (time budget). */
+  expectedDurationMs(direction: 'shutdown' | 'startup'): number;
+  registerPhase(p: import('../lib/plan/types').PhaseHandle & { chainNode(): import('../lib/plan/chain').ChainNode }): void;
+  deregisterPhase(id: string): void;
 }

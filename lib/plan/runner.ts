@@ -1,0 +1,628 @@
+/**
+ * The run machinery of one plan: one run at a time, phases walked in order (mirrored for startup),
+ * actions driven and awaited, every step recorded and written to disk before it is acted on, resume
+ * after a restart without acting on any target twice, cancel of the phases not yet started, and a
+ * run report at the end. No Node-RED in here: phases and actions are handed in as handles.
+ */
+import { randomUUID } from 'crypto';
+import { Interrupted, TargetResult, abortError, abortableSleep, formatSeconds } from '../actions/contract';
+import { ActionReport, summarise } from '../actions/run';
+import { PlanFile, PlanStore } from './store';
+import {
+  ActionHandle,
+  ActionRecord,
+  Direction,
+  Origin,
+  PhaseHandle,
+  PhaseRecord,
+  PlanStatus,
+  RunEvent,
+  RunRecord,
+  RunRef,
+  RunReport,
+  RunTotals,
+} from './types';
+
+export interface PlanOptions {
+  id: string;
+  name: string;
+  /** null: keep state in memory only (tests of the engine alone). */
+  store: PlanStore | null;
+  allowRemote: boolean;
+  armed: boolean;
+  now?: () => number;
+  log?: (level: 'info' | 'warn' | 'error', text: string) => void;
+}
+
+export interface RunRequest {
+  direction: Direction;
+  dryRun: boolean;
+  origin: Origin;
+  /** The topic that asked for it (shutdown, startup, dry-run, restore, a HA button…). */
+  topic: string;
+  /** The threshold's reason, when it came from one. */
+  reason?: unknown;
+}
+
+export type RequestResult = { started: true; run: RunRef } | { started: false; queued: boolean; reason: string };
+
+/** Finds the phases of a direction in run order; throws when the wiring is not one chain. */
+export type ChainResolver = (direction: Direction) => PhaseHandle[];
+
+const TIMELINE_MAX = 5000;
+/** Added to a phase's derived timeout: connecting, dispatch and status overhead. */
+const PHASE_MARGIN_MS = 10_000;
+
+export class Plan {
+  readonly id: string;
+  name: string;
+  allowRemote: boolean;
+  private armed: boolean;
+  private readonly store: PlanStore | null;
+  private readonly now: () => number;
+  private readonly log: (level: 'info' | 'warn' | 'error', text: string) => void;
+  private record: RunRecord | null = null;
+  private active: Promise<void> | null = null;
+  private runAc: AbortController | null = null;
+  private cancelAc: AbortController | null = null;
+  private queued: { req: RunRequest; resolve: ChainResolver } | null = null;
+  private listeners = new Set<(e: RunEvent) => void>();
+  private persistFailed = false;
+  private closed = false;
+  private interruptedRun = false;
+  private stalled: RunRecord | null = null;
+  /** A finished run is shown as done/failed until the plan is armed, disarmed or runs again. */
+  private showLast = false;
+
+  constructor(o: PlanOptions) {
+    this.id = o.id;
+    this.name = o.name;
+    this.allowRemote = o.allowRemote;
+    this.armed = o.armed;
+    this.store = o.store;
+    this.now = o.now ?? Date.now;
+    this.log = o.log ?? (() => undefined);
+  }
+
+  /** Load saved state. Returns the run that was in progress when Node-RED stopped, if any. */
+  async init(): Promise<RunRecord | null> {
+    if (!this.store) return null;
+    let saved: PlanFile | null = null;
+    try {
+      saved = await this.store.load();
+    } catch (err) {
+      this.log('error', (err as Error).message);
+    }
+    if (!saved) return null;
+    this.armed = saved.armed;
+    this.record = saved.run;
+    this.emitState();
+    return saved.run?.state === 'running' ? saved.run : null;
+  }
+
+  subscribe(fn: (e: RunEvent) => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  isArmed(): boolean {
+    return this.armed;
+  }
+
+  running(): RunRef | null {
+    return this.record?.state === 'running' && this.active ? refOf(this.record) : null;
+  }
+
+  /** The current or last run record (a copy). */
+  lastRun(): RunRecord | null {
+    return this.record ? (JSON.parse(JSON.stringify(this.record)) as RunRecord) : null;
+  }
+
+  status(): PlanStatus {
+    const r = this.record;
+    const running = !!(r && r.state === 'running' && this.active);
+    const last = r && r.state !== 'running' ? r : null;
+    let state: PlanStatus['state'] = this.armed ? 'armed' : 'idle';
+    if (running) state = 'running';
+    else if (last && this.showLast) state = last.state === 'failed' ? 'failed' : 'done';
+    const current = running ? r!.phases.find((p) => p.state === 'running' || p.state === 'waiting') : undefined;
+    const targets = r ? r.phases.flatMap((p) => p.actions.flatMap((a) => a.results)) : [];
+    return {
+      state,
+      armed: this.armed,
+      allowRemote: this.allowRemote,
+      run: running ? refOf(r!) : null,
+      currentPhase: current?.name ?? null,
+      progress: running
+        ? {
+            phasesDone: r!.phases.filter((p) => p.state === 'done' || p.state === 'failed' || p.state === 'skipped').length,
+            phases: r!.phases.length,
+            targetsDone: targets.length,
+            targets: Math.max(targets.length, r!.phases.reduce((n, p) => n + p.actions.reduce((m, a) => m + Math.max(a.started.length, a.results.length), 0), 0)),
+          }
+        : null,
+      lastResult: last ? { id: last.id, direction: last.direction, dryRun: last.dryRun, state: last.state, endedAt: last.endedAt ?? last.startedAt, totals: totalsOf(last) } : null,
+    };
+  }
+
+  async setArmed(armed: boolean, by: string): Promise<void> {
+    this.armed = armed;
+    this.showLast = false;
+    this.log('info', `plan "${this.name}" ${armed ? 'armed' : 'disarmed'} by ${by}`);
+    this.emitState();
+    await this.persist();
+  }
+
+  /** Start a run, unless one is running (then a startup is queued, anything else refused). */
+  request(req: RunRequest, resolve: ChainResolver): RequestResult {
+    const refuse = (reason: string, queued = false): RequestResult => {
+      this.log(queued ? 'info' : 'warn', `plan "${this.name}": ${req.dryRun ? 'dry-run' : req.direction} (${req.topic}, ${req.origin}) ${queued ? 'queued' : 'not started'}: ${reason}`);
+      this.emit({ type: queued ? 'run-queued' : 'run-refused', message: `${req.dryRun ? 'dry-run' : req.direction} ${queued ? 'queued' : 'not started'}: ${reason}` });
+      return { started: false, queued, reason };
+    };
+    if (this.closed) return refuse('the plan is stopping');
+    if (req.origin === 'remote' && !req.dryRun && !this.allowRemote) return refuse('remote runs are not allowed for this plan (enable "allow runs from Home Assistant / MQTT")');
+    if (!req.dryRun && !this.armed) return refuse('the plan is disarmed');
+    const cur = this.running();
+    if (cur) {
+      if (req.direction === 'startup' && cur.direction === 'shutdown' && !req.dryRun && !cur.dryRun) {
+        this.queued = { req, resolve };
+        return refuse(`a shutdown run (${short(cur.id)}) is in progress; the startup follows when it ends`, true);
+      }
+      return refuse(`run ${short(cur.id)} (${cur.dryRun ? 'dry-run' : cur.direction}) is in progress`);
+    }
+    let chain: PhaseHandle[];
+    try {
+      chain = resolve(req.direction);
+    } catch (err) {
+      return refuse((err as Error).message);
+    }
+    if (chain.length === 0) return refuse(`the plan has no ${req.direction} phases`);
+    const now = this.now();
+    const rec: RunRecord = {
+      version: 1,
+      id: randomUUID(),
+      plan: this.id,
+      planName: this.name,
+      direction: req.direction,
+      dryRun: req.dryRun,
+      origin: req.origin,
+      trigger: { topic: req.topic, ...(req.reason !== undefined ? { reason: req.reason } : {}) },
+      state: 'running',
+      startedAt: now,
+      phases: chain.map((h) => ({ id: h.id, name: h.name, state: 'pending', actions: [] })),
+      timeline: [],
+      resumed: [],
+    };
+    this.record = rec;
+    this.showLast = false;
+    const what = `${req.dryRun ? 'dry-run of the ' : ''}${req.direction} run ${short(rec.id)}`;
+    this.addTimeline(rec, 'run-started', `${what} started (${req.topic}, ${req.origin}): ${chain.map((h) => h.name).join(' → ')}`);
+    this.log('info', `plan "${this.name}": ${what} started by ${req.topic} (${req.origin})`);
+    this.emit({ type: 'run-started', message: `${what} started by ${req.topic}` });
+    this.startLoop(rec, new Map(chain.map((h) => [h.id, h])));
+    return { started: true, run: refOf(rec) };
+  }
+
+  /** Resume the run that was in progress when Node-RED stopped. */
+  resume(rec: RunRecord, find: (phaseId: string) => PhaseHandle | undefined): RunRef {
+    this.record = rec;
+    rec.resumed.push(this.now());
+    const handles = new Map<string, PhaseHandle>();
+    for (const p of rec.phases) {
+      const h = find(p.id);
+      if (h) handles.set(p.id, h);
+    }
+    this.addTimeline(rec, 'run-resumed', `resumed after a restart (${rec.phases.filter((p) => p.state === 'done' || p.state === 'failed' || p.state === 'skipped').length}/${rec.phases.length} phases finished)`);
+    this.log('warn', `plan "${this.name}": resuming ${rec.direction} run ${short(rec.id)} after a restart`);
+    this.emit({ type: 'run-resumed', message: `${rec.dryRun ? 'dry-run ' : ''}${rec.direction} run ${short(rec.id)} resumed after a restart` });
+    this.startLoop(rec, handles);
+    return refOf(rec);
+  }
+
+  /** Skip the phases not yet started. Refused after the point of no return. */
+  cancel(by: string): { ok: boolean; reason: string } {
+    const rec = this.record;
+    if (!rec || rec.state !== 'running' || !this.active) {
+      if (this.queued) {
+        this.queued = null;
+        return { ok: true, reason: 'the queued startup was dropped' };
+      }
+      return { ok: false, reason: 'no run in progress' };
+    }
+    if (rec.pastPointOfNoReturn && !rec.dryRun) {
+      this.addTimeline(rec, 'cancel-refused', `cancel by ${by} refused: the run is past its point of no return`);
+      this.emit({ type: 'run-refused', message: `cancel by ${by} refused: past the point of no return` });
+      void this.persist();
+      return { ok: false, reason: 'the run is past its point of no return' };
+    }
+    if (!rec.cancelRequested) rec.cancelRequested = { at: this.now(), by };
+    this.addTimeline(rec, 'cancel-requested', `cancel requested by ${by}: phases not yet started are skipped`);
+    this.emit({ type: 'cancel-requested', message: `cancel requested by ${by}` });
+    this.cancelAc?.abort(new Error(`cancelled by ${by}`));
+    void this.persist();
+    return { ok: true, reason: 'phases not yet started will be skipped' };
+  }
+
+  /** Node-RED is stopping: abort work in flight, keep the record as "running" so it resumes. */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.queued = null;
+    this.runAc?.abort(new Interrupted());
+    const active = this.active;
+    if (active) await Promise.race([active, new Promise((r) => setTimeout(r, 8000).unref())]);
+    await this.persist();
+    this.listeners.clear();
+  }
+
+  // ---- the run loop ----
+
+  private startLoop(rec: RunRecord, handles: Map<string, PhaseHandle>): void {
+    this.runAc = new AbortController();
+    this.cancelAc = new AbortController();
+    if (rec.cancelRequested) this.cancelAc.abort(new Error(`cancelled by ${rec.cancelRequested.by}`));
+    const runSignal = this.runAc.signal;
+    const cancelSignal = this.cancelAc.signal;
+    this.emitState();
+    const loop = this.walk(rec, handles, runSignal, cancelSignal).catch((err) => {
+      // Never reached in normal operation: the walk records failures itself.
+      this.log('error', `plan "${this.name}": run ${short(rec.id)} stopped by an internal error: ${(err as Error).stack ?? err}`);
+      rec.state = 'failed';
+      rec.endedAt = this.now();
+      return this.persist();
+    });
+    this.active = loop.finally(() => {
+      this.active = null;
+      this.emitState();
+      const q = this.queued;
+      this.queued = null;
+      if (q && !this.closed && !runSignal.aborted) this.request(q.req, q.resolve);
+    });
+  }
+
+  private async walk(rec: RunRecord, handles: Map<string, PhaseHandle>, runSignal: AbortSignal, cancelSignal: AbortSignal): Promise<void> {
+    await this.persist();
+    const ref = refOf(rec);
+    const background: Promise<void>[] = [];
+    let stopReason: string | null = null;
+    const lastIndex = rec.phases.length - 1;
+    for (let i = 0; i < rec.phases.length; i++) {
+      if (runSignal.aborted) return this.stall(rec);
+      const ph = rec.phases[i];
+      const h = handles.get(ph.id);
+      if (ph.state === 'done' || ph.state === 'failed' || ph.state === 'skipped') continue;
+      const skip = (note: string) => {
+        ph.state = 'skipped';
+        ph.note = note;
+        ph.endedAt = this.now();
+        this.addTimeline(rec, 'phase-skipped', `${ph.name}: skipped (${note})`, ph.name);
+        this.emit({ type: 'phase-done', phase: phaseRef(ph), message: `phase ${ph.name} skipped: ${note}` });
+        h?.update(ph, ref);
+        if (h && i !== lastIndex) h.finished(ph, ref, null);
+      };
+      if (!h) {
+        ph.state = 'failed';
+        ph.note = 'this phase is no longer in the flow';
+        ph.endedAt = this.now();
+        this.addTimeline(rec, 'phase-failed', `${ph.name}: ${ph.note}`, ph.name);
+        continue;
+      }
+      if (stopReason) {
+        skip(stopReason);
+        continue;
+      }
+      if (cancelSignal.aborted && ph.state !== 'running') {
+        skip(`cancelled by ${rec.cancelRequested?.by ?? 'request'}`);
+        continue;
+      }
+      const outcome = this.runPhase(rec, ph, h, runSignal, cancelSignal);
+      if (h.settings.wait) {
+        await outcome;
+        if (runSignal.aborted || this.interruptedRun) return this.stall(rec);
+        if ((ph.state as string) === 'failed' && h.settings.onFailure === 'stop') stopReason = `phase ${ph.name} failed and is set to stop the plan`;
+      } else {
+        // Hand on at once; the run ends only when this phase's actions have reported too.
+        background.push(outcome);
+      }
+      await this.persist();
+    }
+    await Promise.all(background);
+    if (runSignal.aborted || this.interruptedRun) return this.stall(rec);
+    await this.finish(rec, handles);
+  }
+
+  /**
+   * The walk stopped without finishing (Node-RED stopping, or a phase or action node redeployed
+   * mid-run). The record stays "running"; it resumes at the next start, or as soon as the
+   * redeployed nodes are back (resumeStalled).
+   */
+  private stall(rec: RunRecord): void {
+    this.stalled = this.closed ? null : rec;
+    this.interruptedRun = false;
+    if (this.stalled) this.log('warn', `plan "${this.name}": run ${short(rec.id)} paused: a node of the run was redeployed; it resumes when the node is back`);
+  }
+
+  /** Resume a run paused by a partial redeploy; returns true if it did. */
+  resumeStalled(find: (phaseId: string) => PhaseHandle | undefined): boolean {
+    const rec = this.stalled;
+    if (!rec || this.active || this.closed) return false;
+    this.stalled = null;
+    this.resume(rec, find);
+    return true;
+  }
+
+  private async runPhase(rec: RunRecord, ph: PhaseRecord, h: PhaseHandle, runSignal: AbortSignal, cancelSignal: AbortSignal): Promise<void> {
+    const ref = refOf(rec);
+    // The gate: a real run waits until its condition holds; a cancel during the wait skips the phase.
+    if (h.gate && ph.state === 'pending') {
+      if (rec.dryRun) {
+        ph.note = `gate: would wait until ${h.gateText}`;
+      } else {
+        ph.state = 'waiting';
+        ph.note = `waiting until ${h.gateText}`;
+        this.addTimeline(rec, 'phase-waiting', `${ph.name}: waiting until ${h.gateText}`, ph.name);
+        h.update(ph, ref);
+        this.emitState();
+        await this.persist();
+        const both = anySignal([runSignal, cancelSignal]);
+        try {
+          const why = await h.gate(both.signal);
+          ph.note = `gate opened: ${why}`;
+          this.addTimeline(rec, 'gate-open', `${ph.name}: ${why}`, ph.name);
+        } catch (err) {
+          if (runSignal.aborted) return;
+          ph.state = 'skipped';
+          ph.note = cancelSignal.aborted ? `cancelled by ${rec.cancelRequested?.by ?? 'request'} while waiting` : `gate failed: ${(err as Error).message}`;
+          ph.endedAt = this.now();
+          this.addTimeline(rec, 'phase-skipped', `${ph.name}: ${ph.note}`, ph.name);
+          h.update(ph, ref);
+          this.emit({ type: 'phase-done', phase: phaseRef(ph), message: `phase ${ph.name} skipped: ${ph.note}` });
+          return;
+        } finally {
+          both.dispose();
+        }
+      }
+    } else if (h.gate && rec.dryRun) {
+      ph.note = `gate: would wait until ${h.gateText}`;
+    }
+
+    if (h.settings.pointOfNoReturn && !rec.pastPointOfNoReturn) {
+      rec.pastPointOfNoReturn = true;
+      this.addTimeline(rec, 'point-of-no-return', `${ph.name}: point of no return passed; cancel no longer applies`, ph.name);
+    }
+    const resumed = ph.state === 'running';
+    ph.state = 'running';
+    ph.startedAt ??= this.now();
+    const actions = h.actions();
+    const mirrored = rec.direction === 'startup' && h.settings.direction === 'both';
+    const ordered = mirrored && h.settings.mode === 'sequential' ? [...actions].reverse() : actions;
+    for (const a of ordered) {
+      if (!ph.actions.some((x) => x.id === a.id)) ph.actions.push({ id: a.id, name: a.name, state: 'pending', started: [], results: [] });
+    }
+    for (const x of ph.actions) {
+      if (!ordered.some((a) => a.id === x.id) && (x.state === 'pending' || x.state === 'running')) {
+        x.state = 'skipped';
+        x.error = 'this action is no longer wired to the phase';
+      }
+    }
+    if (!resumed) this.addTimeline(rec, 'phase-started', `${ph.name}: started (${ordered.length} action${ordered.length === 1 ? '' : 's'}, ${h.settings.mode})`, ph.name);
+    this.emit({ type: 'phase-started', phase: phaseRef(ph), message: `phase ${ph.name} ${resumed ? 'resumed' : 'started'}` });
+    h.update(ph, ref);
+    this.emitState();
+    await this.persist();
+
+    const budgets = ordered.map((a) => a.budgetMs());
+    const delays = h.settings.stepDelayMs * Math.max(0, ordered.length - 1);
+    const derived = (h.settings.mode === 'parallel' ? Math.max(0, ...budgets) : budgets.reduce((s, b) => s + b, 0)) + delays + PHASE_MARGIN_MS;
+    const limit = h.settings.timeoutMs ?? derived;
+    const phaseAc = new AbortController();
+    const onRun = () => phaseAc.abort(runSignal.reason);
+    runSignal.addEventListener('abort', onRun, { once: true });
+    const timer = setTimeout(() => phaseAc.abort(new Error(`phase ${ph.name} timed out after ${formatSeconds(limit)}`)), limit);
+
+    let interrupted = false;
+    const runOne = async (a: ActionHandle): Promise<void> => {
+      const arec = ph.actions.find((x) => x.id === a.id)!;
+      if (arec.state === 'done' || arec.state === 'failed' || arec.state === 'skipped') return;
+      arec.state = 'running';
+      arec.startedAt ??= this.now();
+      h.update(ph, ref);
+      const done = new Set(arec.results.map((r) => r.target));
+      let report: ActionReport;
+      try {
+        report = await a.perform({
+          run: ref,
+          phase: { id: ph.id, name: ph.name },
+          previous: [...arec.results],
+          interrupted: arec.started.filter((t) => !done.has(t)),
+          signal: phaseAc.signal,
+          hooks: {
+            onProgress: (p) => {
+              arec.total = p.total;
+              h.update(ph, ref);
+            },
+            beforeTarget: async (t) => {
+              if (!arec.started.includes(t.name)) arec.started.push(t.name);
+              this.addTimeline(rec, 'target-started', `${a.name}: ${t.name} (${t.power})`, ph.name, t.name);
+              await this.persist();
+            },
+            onResult: async (r) => {
+              if (arec.results.some((x) => x.target === r.target)) return; // a result carried over from before a restart
+              arec.results.push(r);
+              this.addTimeline(rec, r.ok ? 'target-done' : 'target-failed', `${a.name}: ${r.target} ${r.ok ? r.method : 'failed'}${r.error ? `: ${r.error}` : r.detail ? `: ${r.detail}` : ''}`, ph.name, r.target);
+              this.emit({ type: r.ok ? 'target-done' : 'target-failed', phase: phaseRef(ph), target: { ...r, action: a.name }, message: `${a.name}: ${r.target} ${r.ok ? r.method : `failed: ${r.error}`}` });
+              h.update(ph, ref);
+              this.emitState();
+              await this.persist();
+            },
+          },
+        });
+      } catch (err) {
+        if (runSignal.aborted) return;
+        if (err instanceof Interrupted) {
+          interrupted = true;
+          return;
+        }
+        arec.state = 'failed';
+        arec.error = (err as Error).message || String(err);
+        arec.endedAt = this.now();
+        this.addTimeline(rec, 'action-failed', `${a.name}: ${arec.error}`, ph.name);
+        return;
+      }
+      // Interrupted (Node-RED stopping, or the action node redeployed): resumes, is not a failure.
+      if (report.interrupted || (report.aborted && runSignal.aborted)) {
+        interrupted = true;
+        return;
+      }
+      arec.state = report.ok ? 'done' : 'failed';
+      arec.summary = summarise(report);
+      if (report.error) arec.error = report.error;
+      arec.endedAt = this.now();
+      this.addTimeline(rec, report.ok ? 'action-done' : 'action-failed', `${a.name}: ${arec.summary}`, ph.name);
+      h.update(ph, ref);
+    };
+
+    try {
+      if (h.settings.mode === 'parallel') {
+        const running: Promise<void>[] = [];
+        for (let k = 0; k < ordered.length; k++) {
+          if (k > 0 && h.settings.stepDelayMs > 0) await abortableSleep(h.settings.stepDelayMs, phaseAc.signal).catch(() => undefined);
+          if (phaseAc.signal.aborted) break;
+          running.push(runOne(ordered[k]));
+        }
+        await Promise.all(running);
+      } else {
+        for (let k = 0; k < ordered.length; k++) {
+          if (phaseAc.signal.aborted) break;
+          const arec = ph.actions.find((x) => x.id === ordered[k].id)!;
+          const wasPending = arec.state === 'pending';
+          if (k > 0 && h.settings.stepDelayMs > 0 && wasPending) await abortableSleep(h.settings.stepDelayMs, phaseAc.signal).catch(() => undefined);
+          await runOne(ordered[k]);
+          if (arec.state === 'failed' && h.settings.onFailure === 'stop') break;
+        }
+      }
+    } finally {
+      clearTimeout(timer);
+      runSignal.removeEventListener('abort', onRun);
+    }
+    if (runSignal.aborted) return;
+    if (interrupted) {
+      this.interruptedRun = true;
+      return;
+    }
+    // Actions never started (timeout, stop on failure) are recorded as skipped with the reason.
+    for (const x of ph.actions) {
+      if (x.state === 'pending' || x.state === 'running') {
+        x.state = x.state === 'running' ? 'failed' : 'skipped';
+        x.error = phaseAc.signal.aborted ? abortError(phaseAc.signal).message : 'not started: an earlier action of this phase failed';
+        x.endedAt = this.now();
+      }
+    }
+    ph.state = ph.actions.every((x) => x.state === 'done' || (x.state === 'skipped' && !x.error)) ? 'done' : 'failed';
+    if (phaseAc.signal.aborted && ph.state === 'failed') ph.note = abortError(phaseAc.signal).message;
+    ph.endedAt = this.now();
+    const failedTargets = ph.actions.reduce((n, x) => n + x.results.filter((r) => !r.ok).length, 0);
+    const summary = `${ph.name}: ${ph.state}${failedTargets ? ` (${failedTargets} target${failedTargets === 1 ? '' : 's'} failed)` : ''} in ${formatSeconds(ph.endedAt - (ph.startedAt ?? ph.endedAt))}`;
+    this.addTimeline(rec, ph.state === 'done' ? 'phase-done' : 'phase-failed', summary, ph.name);
+    this.emit({ type: 'phase-done', phase: phaseRef(ph), message: `phase ${summary}` });
+    h.update(ph, ref);
+    this.emitState();
+    await this.persist();
+    if (rec.phases[rec.phases.length - 1].id !== ph.id) h.finished(ph, ref, null);
+  }
+
+  private async finish(rec: RunRecord, handles: Map<string, PhaseHandle>): Promise<void> {
+    const failed = rec.phases.some((p) => p.state === 'failed');
+    const cancelled = !!rec.cancelRequested && rec.phases.some((p) => p.state === 'skipped' && p.note?.startsWith('cancelled'));
+    rec.state = failed ? 'failed' : cancelled ? 'cancelled' : 'done';
+    rec.endedAt = this.now();
+    const report: RunReport = { ...(JSON.parse(JSON.stringify(rec)) as RunRecord), ms: rec.endedAt - rec.startedAt, totals: totalsOf(rec) };
+    const t = report.totals;
+    const text = `${rec.dryRun ? 'dry-run of the ' : ''}${rec.direction} run ${short(rec.id)} ${rec.state} in ${formatSeconds(report.ms)}: ${t.targets} target${t.targets === 1 ? '' : 's'}, ${t.failed} failed`;
+    this.addTimeline(rec, 'run-' + rec.state, text);
+    report.timeline = rec.timeline.slice();
+    this.showLast = true;
+    this.log(rec.state === 'failed' ? 'warn' : 'info', `plan "${this.name}": ${text}`);
+    await this.persist();
+    const last = rec.phases[rec.phases.length - 1];
+    handles.get(last.id)?.finished(last, refOf(rec), report);
+    this.emit({ type: 'run-report', report, message: text });
+  }
+
+  // ---- recording ----
+
+  private addTimeline(rec: RunRecord, event: string, text: string, phase?: string, target?: string): void {
+    rec.timeline.push({ at: this.now(), event, text, ...(phase ? { phase } : {}), ...(target ? { target } : {}) });
+    if (rec.timeline.length > TIMELINE_MAX) rec.timeline.splice(0, rec.timeline.length - TIMELINE_MAX);
+  }
+
+  /** Write the state; a failing disk is reported once, never stops a shutdown. */
+  private async persist(): Promise<void> {
+    if (!this.store) return;
+    try {
+      await this.store.save({ version: 1, armed: this.armed, run: this.record });
+      if (this.persistFailed) this.log('info', `plan "${this.name}": the run record is written again`);
+      this.persistFailed = false;
+    } catch (err) {
+      if (!this.persistFailed) this.log('error', `plan "${this.name}": cannot write the run record (${(err as Error).message}); the run goes on, but will not resume after a restart`);
+      this.persistFailed = true;
+    }
+  }
+
+  private emit(e: Omit<RunEvent, 'plan' | 'at' | 'run'> & { run?: RunRef }): void {
+    const event: RunEvent = { plan: { id: this.id, name: this.name }, at: this.now(), ...(this.record ? { run: refOf(this.record) } : {}), ...e };
+    for (const fn of this.listeners) {
+      try {
+        fn(event);
+      } catch (err) {
+        this.log('error', `plan "${this.name}": a run event listener failed: ${(err as Error).message}`);
+      }
+    }
+  }
+
+  private emitState(): void {
+    this.emit({ type: 'plan-state', message: `plan ${this.status().state}` });
+  }
+}
+
+export function refOf(rec: RunRecord): RunRef {
+  return { id: rec.id, plan: rec.plan, planName: rec.planName, direction: rec.direction, dryRun: rec.dryRun };
+}
+
+function phaseRef(ph: PhaseRecord): { id: string; name: string; state: PhaseRecord['state']; note?: string } {
+  return { id: ph.id, name: ph.name, state: ph.state, ...(ph.note ? { note: ph.note } : {}) };
+}
+
+export function totalsOf(rec: RunRecord): RunTotals {
+  const results: TargetResult[] = rec.phases.flatMap((p) => p.actions.flatMap((a: ActionRecord) => a.results));
+  const t: RunTotals = { phases: rec.phases.length, targets: results.length, ok: 0, failed: 0, graceful: 0, forced: 0, already: 0, skipped: 0, dryRun: 0 };
+  for (const r of results) {
+    if (r.ok) t.ok++;
+    else t.failed++;
+    if (r.method === 'graceful') t.graceful++;
+    else if (r.method === 'forced') t.forced++;
+    else if (r.method === 'already') t.already++;
+    else if (r.method === 'skipped') t.skipped++;
+    else if (r.method === 'dry-run') t.dryRun++;
+  }
+  return t;
+}
+
+function short(id: string): string {
+  return id.slice(0, 8);
+}
+
+function anySignal(signals: AbortSignal[]): { signal: AbortSignal; dispose: () => void } {
+  const ac = new AbortController();
+  const subs: Array<() => void> = [];
+  for (const s of signals) {
+    if (s.aborted) {
+      ac.abort(s.reason);
+      break;
+    }
+    const on = () => ac.abort(s.reason);
+    s.addEventListener('abort', on, { once: true });
+    subs.push(() => s.removeEventListener('abort', on));
+  }
+  return { signal: ac.signal, dispose: () => subs.forEach((f) => f()) };
+}

@@ -1,0 +1,85 @@
+/**
+ * Where a plan keeps its state on disk: the current (or last) run record and the armed switch, in
+ * one JSON file per plan, written atomically (temp file, fsync, rename) so a power cut mid-write
+ * leaves the previous version, never half a file. Writes are serialised and coalesced: callers
+ * await a write that contains their change.
+ */
+import { promises as fs } from 'fs';
+import * as path from 'path';
+import { RunRecord } from './types';
+
+export interface PlanFile {
+  version: 1;
+  armed: boolean;
+  run: RunRecord | null;
+}
+
+export class PlanStore {
+  private latest: PlanFile | null = null;
+  private writing: Promise<void> | null = null;
+  private pending: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
+  readonly file: string;
+
+  constructor(dir: string, planId: string) {
+    this.file = path.join(dir, `plan-${planId.replace(/[^A-Za-z0-9._-]/g, '_')}.json`);
+  }
+
+  /** The saved state, or null when there is none. A corrupt file is an error, not silence. */
+  async load(): Promise<PlanFile | null> {
+    let text: string;
+    try {
+      text = await fs.readFile(this.file, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw new Error(`cannot read the plan state ${this.file}: ${(err as Error).message}`);
+    }
+    try {
+      const data = JSON.parse(text) as PlanFile;
+      if (data?.version !== 1 || typeof data.armed !== 'boolean') throw new Error('unknown format');
+      return data;
+    } catch (err) {
+      throw new Error(`the plan state ${this.file} is damaged (${(err as Error).message}); it was left in place, a new run starts a new file`);
+    }
+  }
+
+  /** Write `data` (a snapshot is taken now). Resolves once a write containing it is on disk. */
+  save(data: PlanFile): Promise<void> {
+    this.latest = JSON.parse(JSON.stringify(data)) as PlanFile;
+    return new Promise((resolve, reject) => {
+      this.pending.push({ resolve, reject });
+      if (!this.writing) this.writing = this.flush();
+    });
+  }
+
+  private async flush(): Promise<void> {
+    while (this.pending.length) {
+      const waiters = this.pending.splice(0);
+      const snapshot = this.latest!;
+      try {
+        await writeAtomic(this.file, JSON.stringify(snapshot, null, 1));
+        for (const w of waiters) w.resolve();
+      } catch (err) {
+        for (const w of waiters) w.reject(err as Error);
+      }
+    }
+    this.writing = null;
+  }
+
+  async remove(): Promise<void> {
+    await this.writing;
+    await fs.rm(this.file, { force: true });
+  }
+}
+
+async function writeAtomic(file: string, text: string): Promise<void> {
+  await fs.mkdir(path.dirname(file), { recursive: true });
+  const tmp = `${file}.${process.pid}.tmp`;
+  const fh = await fs.open(tmp, 'w', 0o600);
+  try {
+    await fh.writeFile(text, 'utf8');
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await fs.rename(tmp, file);
+}

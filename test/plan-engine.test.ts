@@ -1,0 +1,296 @@
+/**
+ * The run machinery alone (lib/plan + lib/actions/run), without Node-RED: order, one run at a time,
+ * cancel, mirrored startup, persistence and resume, timeouts. The "platform" here is an in-memory
+ * inventory written for this test (it records every call); the real platforms (SSH, libvirt, …)
+ * are tested against real peers in their own files and through phases in plan.*.test.ts.
+ */
+import assert from 'node:assert/strict';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { Plan } from '../lib/plan/runner';
+import { PlanStore } from '../lib/plan/store';
+import { chainFor } from '../lib/plan/chain';
+import { ActionHandle, PhaseHandle, PhaseRecord, PhaseSettings, RunEvent, RunRecord, RunReport } from '../lib/plan/types';
+import { ActionDriver, ActOptions, Target, abortableSleep, gracefulThenForce } from '../lib/actions/contract';
+import { actionBudgetMs, runAction } from '../lib/actions/run';
+
+/** An in-memory platform: targets with power states; shutdown takes `delayMs`; names in `stuck` ignore it. */
+class Inventory {
+  calls: string[] = [];
+  power = new Map<string, 'on' | 'off'>();
+  stuck = new Set<string>();
+  constructor(names: string[], readonly delayMs = 20) {
+    for (const n of names) this.power.set(n, 'on');
+  }
+  driver(): ActionDriver {
+    const inv = this;
+    return {
+      repeatable: true,
+      async list(): Promise<Target[]> {
+        return [...inv.power].map(([name, power]) => ({ id: name, name, power }));
+      },
+      async check(t: Target, o: ActOptions): Promise<string> {
+        return `would ${o.operation} ${t.name}`;
+      },
+      async act(t: Target, o: ActOptions, signal: AbortSignal) {
+        inv.calls.push(`${o.operation} ${t.name}`);
+        if (o.operation === 'start') {
+          await abortableSleep(inv.delayMs, signal);
+          inv.power.set(t.name, 'on');
+          return { method: 'graceful' as const, after: 'on' as const };
+        }
+        return gracefulThenForce({
+          what: t.name,
+          graceful: async () => {
+            if (!inv.stuck.has(t.name)) setTimeout(() => inv.power.set(t.name, 'off'), inv.delayMs);
+          },
+          isOff: async () => inv.power.get(t.name) === 'off',
+          force: o.force
+            ? async () => {
+                inv.calls.push(`force ${t.name}`);
+                inv.power.set(t.name, 'off');
+              }
+            : null,
+          timeoutMs: o.timeoutMs,
+          pollMs: 10,
+          signal,
+        });
+      },
+      async close() {},
+    };
+  }
+}
+
+function action(id: string, inv: Inventory, names: string[], timeoutMs = 2000): ActionHandle {
+  const req = { concurrency: 4, connectTimeoutMs: 1000 };
+  return {
+    id,
+    name: id,
+    budgetMs: () => actionBudgetMs({ ...req, options: { operation: 'shutdown', timeoutMs, force: true } }, names.length),
+    perform: (step) =>
+      runAction(inv.driver(), {
+        ...req,
+        selection: { names },
+        options: { operation: step.run.direction === 'startup' ? 'start' : 'shutdown', timeoutMs, force: true },
+        dryRun: step.run.dryRun,
+        previous: step.previous,
+        interrupted: step.interrupted,
+        hooks: step.hooks,
+        signal: step.signal,
+        targetTimeoutMs: timeoutMs + 1000,
+      }),
+  };
+}
+
+const SETTINGS: PhaseSettings = { mode: 'parallel', stepDelayMs: 0, wait: true, onFailure: 'continue', timeoutMs: null, pointOfNoReturn: false, direction: 'both' };
+
+interface TestPhase extends PhaseHandle {
+  finishedWith: Array<{ rec: PhaseRecord; report: RunReport | null }>;
+  next: string[];
+}
+
+function phase(id: string, acts: ActionHandle[], s: Partial<PhaseSettings> = {}, next: string[] = []): TestPhase {
+  const p: TestPhase = {
+    id,
+    name: id,
+    settings: { ...SETTINGS, ...s },
+    gate: null,
+    gateText: null,
+    actions: () => acts,
+    update: () => undefined,
+    finished: (rec, _run, report) => p.finishedWith.push({ rec: JSON.parse(JSON.stringify(rec)), report }),
+    finishedWith: [],
+    next,
+  };
+  return p;
+}
+
+function resolver(phases: TestPhase[]) {
+  return (direction: 'shutdown' | 'startup') => chainFor(direction, phases.map((p) => ({ id: p.id, name: p.name, direction: p.settings.direction, next: p.next }))).map((id) => phases.find((p) => p.id === id)!);
+}
+
+function reportOf(plan: Plan): Promise<RunReport> {
+  return new Promise((resolve) => {
+    const off = plan.subscribe((e: RunEvent) => {
+      if (e.type === 'run-report') {
+        off();
+        resolve(e.report!);
+      }
+    });
+  });
+}
+
+describe('plan run machinery (lib/plan)', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'upsorch-plan-'));
+  });
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  const newPlan = (o: Partial<ConstructorParameters<typeof Plan>[0]> = {}) => new Plan({ id: 'p1', name: 'homelab', store: new PlanStore(dir, 'p1'), allowRemote: false, armed: true, ...o });
+
+  it('walks the phases in wiring order; each starts only after the previous reported; a run report at the end', async () => {
+    const inv = new Inventory(['vm1', 'vm2', 'nas', 'host']);
+    const phases = [phase('host-phase', [action('a3', inv, ['host'])]), phase('vms', [action('a1', inv, ['vm1', 'vm2'])], {}, ['nas-phase']), phase('nas-phase', [action('a2', inv, ['nas'])], {}, ['host-phase'])];
+    const plan = newPlan();
+    const done = reportOf(plan);
+    const r = plan.request({ direction: 'shutdown', dryRun: false, origin: 'local', topic: 'shutdown' }, resolver(phases));
+    assert.equal(r.started, true);
+    const report = await done;
+    assert.deepEqual(report.phases.map((p) => p.name), ['vms', 'nas-phase', 'host-phase']);
+    assert.equal(report.state, 'done');
+    assert.deepEqual(inv.calls.slice(2), ['shutdown nas', 'shutdown host']);
+    assert.deepEqual(inv.calls.slice(0, 2).sort(), ['shutdown vm1', 'shutdown vm2']);
+    const [p1, p2, p3] = report.phases;
+    assert.ok(p2.startedAt! >= p1.endedAt!, 'phase 2 starts after phase 1 ended');
+    assert.ok(p3.startedAt! >= p2.endedAt!);
+    assert.deepEqual(report.totals, { phases: 3, targets: 4, ok: 4, failed: 0, graceful: 4, forced: 0, already: 0, skipped: 0, dryRun: 0 });
+    assert.equal(phases[1].finishedWith.length, 1);
+    assert.equal(phases[1].finishedWith[0].report, null, 'a phase that is not the last hands on its own record');
+    assert.equal(phases[1].finishedWith[0].rec.state, 'done');
+    assert.equal(phases[0].finishedWith.length, 1);
+    assert.equal(phases[0].finishedWith[0].report?.id, report.id, 'the report leaves the last phase');
+    assert.ok(report.timeline.some((t) => t.event === 'target-done' && t.target === 'nas'));
+    const saved = JSON.parse(fs.readFileSync(path.join(dir, 'plan-p1.json'), 'utf8'));
+    assert.equal(saved.run.state, 'done');
+  });
+
+  it('a target already off is "already"; a target ignoring shutdown is forced after the timeout', async () => {
+    const inv = new Inventory(['vm1', 'vm2', 'stubborn']);
+    inv.power.set('vm2', 'off');
+    inv.stuck.add('stubborn');
+    const plan = newPlan();
+    const done = reportOf(plan);
+    plan.request({ direction: 'shutdown', dryRun: false, origin: 'local', topic: 'shutdown' }, resolver([phase('vms', [action('a1', inv, ['vm1', 'vm2', 'stubborn'], 300)])]));
+    const report = await done;
+    const by = Object.fromEntries(report.phases[0].actions[0].results.map((r) => [r.target, r.method]));
+    assert.deepEqual(by, { vm1: 'graceful', vm2: 'already', stubborn: 'forced' });
+    assert.ok(!inv.calls.includes('shutdown vm2'), 'nothing sent to a target already off');
+  });
+
+  it('dry-run resolves every target and changes nothing', async () => {
+    const inv = new Inventory(['vm1', 'vm2']);
+    const plan = newPlan({ armed: false });
+    const done = reportOf(plan);
+    const r = plan.request({ direction: 'shutdown', dryRun: true, origin: 'remote', topic: 'dry-run' }, resolver([phase('vms', [action('a1', inv, ['vm1', 'vm2', 'ghost'])])]));
+    assert.equal(r.started, true, 'dry-run is allowed remotely and while disarmed');
+    const report = await done;
+    assert.deepEqual(inv.calls, []);
+    const res = report.phases[0].actions[0].results;
+    assert.deepEqual(res.map((x) => [x.target, x.method, x.ok]).sort(), [['ghost', 'skipped', false], ['vm1', 'dry-run', true], ['vm2', 'dry-run', true]]);
+    assert.match(res.find((x) => x.target === 'ghost')!.error!, /no target named "ghost"/);
+  });
+
+  it('one run at a time; a startup during a shutdown is queued and follows it; cancel skips phases not started', async () => {
+    const inv = new Inventory(['a', 'b'], 150);
+    const phases = [phase('one', [action('x1', inv, ['a'])], {}, ['two']), phase('two', [action('x2', inv, ['b'])])];
+    const plan = newPlan();
+    const events: RunEvent[] = [];
+    plan.subscribe((e) => events.push(e));
+    const first = reportOf(plan);
+    const phaseStarted = new Promise<void>((r) => plan.subscribe((e) => e.type === 'phase-started' && r()));
+    assert.equal(plan.request({ direction: 'shutdown', dryRun: false, origin: 'local', topic: 'shutdown' }, resolver(phases)).started, true);
+    await phaseStarted;
+    const second = plan.request({ direction: 'shutdown', dryRun: false, origin: 'local', topic: 'shutdown' }, resolver(phases));
+    assert.equal(second.started, false);
+    assert.match((second as { reason: string }).reason, /is in progress/);
+    const startup = plan.request({ direction: 'startup', dryRun: false, origin: 'local', topic: 'restore' }, resolver(phases));
+    assert.deepEqual(startup, { started: false, queued: true, reason: startup.started ? '' : startup.reason });
+    assert.deepEqual(plan.cancel('test'), { ok: true, reason: 'phases not yet started will be skipped' });
+    const report = await first;
+    assert.equal(report.state, 'cancelled');
+    assert.deepEqual(report.phases.map((p) => p.state), ['done', 'skipped']);
+    const next = await reportOf(plan);
+    assert.equal(next.direction, 'startup', 'the queued startup follows');
+    assert.deepEqual(next.phases.map((p) => p.name), ['two', 'one']);
+    assert.deepEqual(inv.calls, ['shutdown a', 'start a']);
+    assert.ok(events.some((e) => e.type === 'run-refused'));
+  });
+
+  it('startup mirrors the shutdown order, leaving out shutdown-only phases; a startup chain replaces the mirror', async () => {
+    const inv = new Inventory(['vm', 'nas', 'ups']);
+    for (const n of inv.power.keys()) inv.power.set(n, 'off');
+    const phases = [phase('vms', [action('a1', inv, ['vm'])], {}, ['nas']), phase('nas', [action('a2', inv, ['nas'])], {}, ['ups']), phase('ups', [action('a3', inv, ['ups'])], { direction: 'shutdown' })];
+    const plan = newPlan();
+    let done = reportOf(plan);
+    plan.request({ direction: 'startup', dryRun: false, origin: 'local', topic: 'restore' }, resolver(phases));
+    let report = await done;
+    assert.deepEqual(report.phases.map((p) => p.name), ['nas', 'vms']);
+    assert.deepEqual(inv.calls, ['start nas', 'start vm']);
+
+    const own = [...phases, phase('wake', [action('a4', inv, ['vm'])], { direction: 'startup' })];
+    inv.calls = [];
+    inv.power.set('vm', 'off');
+    done = reportOf(plan);
+    plan.request({ direction: 'startup', dryRun: false, origin: 'local', topic: 'startup' }, resolver(own));
+    report = await done;
+    assert.deepEqual(report.phases.map((p) => p.name), ['wake']);
+  });
+
+  it('refuses real runs from remote unless allowed, and while disarmed', async () => {
+    const inv = new Inventory(['a']);
+    const plan = newPlan();
+    const r = plan.request({ direction: 'shutdown', dryRun: false, origin: 'remote', topic: 'shutdown' }, resolver([phase('one', [action('x', inv, ['a'])])]));
+    assert.equal(r.started, false);
+    assert.match((r as { reason: string }).reason, /remote runs are not allowed/);
+    await plan.setArmed(false, 'test');
+    const r2 = plan.request({ direction: 'shutdown', dryRun: false, origin: 'local', topic: 'shutdown' }, resolver([phase('one', [action('x', inv, ['a'])])]));
+    assert.match((r2 as { reason: string }).reason, /disarmed/);
+    assert.deepEqual(inv.calls, []);
+    const reloaded = newPlan();
+    await reloaded.init();
+    assert.equal(reloaded.isArmed(), false, 'the armed switch survives a restart');
+  });
+
+  it('a restart mid-run resumes where it stopped; no target is acted on twice', async () => {
+    const inv = new Inventory(['a1', 'a2', 'b1'], 100);
+    const mk = () => [phase('one', [action('x1', inv, ['a1', 'a2'])], { mode: 'sequential' }, ['two']), phase('two', [action('x2', inv, ['b1'])])];
+    // Concurrency 4 but names are acted on in parallel: stop while phase one is in flight.
+    const plan = newPlan();
+    plan.request({ direction: 'shutdown', dryRun: false, origin: 'local', topic: 'shutdown' }, resolver(mk()));
+    await new Promise((r) => setTimeout(r, 50));
+    await plan.close(); // Node-RED stops
+    const saved: RunRecord = JSON.parse(fs.readFileSync(path.join(dir, 'plan-p1.json'), 'utf8')).run;
+    assert.equal(saved.state, 'running');
+    assert.deepEqual(saved.phases[0].actions[0].started.sort(), ['a1', 'a2']);
+    // Node-RED comes back; the targets finished shutting down meanwhile.
+    await new Promise((r) => setTimeout(r, 150));
+    const again = newPlan();
+    const rec = await again.init();
+    assert.ok(rec, 'a run to resume');
+    const phases2 = mk();
+    const done = reportOf(again);
+    again.resume(rec!, (id) => phases2.find((p) => p.id === id));
+    const report = await done;
+    assert.equal(report.state, 'done');
+    assert.deepEqual(report.resumed.length, 1);
+    assert.deepEqual(inv.calls.filter((c) => c.startsWith('shutdown')).sort(), ['shutdown a1', 'shutdown a2', 'shutdown b1']);
+    const methods = Object.fromEntries(report.phases.flatMap((p) => p.actions.flatMap((a) => a.results)).map((r) => [r.target, r.method]));
+    assert.deepEqual(methods, { a1: 'already', a2: 'already', b1: 'graceful' });
+  });
+
+  it('a phase that runs out of time fails with the reason; "stop" skips the rest of the plan', async () => {
+    const inv = new Inventory(['slow', 'later'], 5000);
+    const phases = [phase('one', [action('x1', inv, ['slow'], 10_000)], { timeoutMs: 300, onFailure: 'stop' }, ['two']), phase('two', [action('x2', inv, ['later'])])];
+    const plan = newPlan();
+    const done = reportOf(plan);
+    plan.request({ direction: 'shutdown', dryRun: false, origin: 'local', topic: 'shutdown' }, resolver(phases));
+    const report = await done;
+    assert.equal(report.state, 'failed');
+    assert.equal(report.phases[0].state, 'failed');
+    assert.match(report.phases[0].note!, /timed out after 300 ms/);
+    assert.equal(report.phases[1].state, 'skipped');
+    assert.match(report.phases[1].note!, /failed and is set to stop the plan/);
+    assert.ok(!inv.calls.includes('shutdown later'));
+  });
+
+  it('wiring that is not one chain is refused with the reason', () => {
+    const inv = new Inventory(['a']);
+    const phases = [phase('one', [action('x', inv, ['a'])], {}, ['two', 'three']), phase('two', []), phase('three', [])];
+    const plan = newPlan();
+    const r = plan.request({ direction: 'shutdown', dryRun: false, origin: 'local', topic: 'shutdown' }, resolver(phases));
+    assert.equal(r.started, false);
+    assert.match((r as { reason: string }).reason, /hands on to 2 phases/);
+  });
+});
