@@ -5,4 +5,5 @@
 set -u
 cd "$(dirname "$0")/.."
 npx tsx bench/bench.ts || exit 1
-exec npx tsx bench/decide.ts
+npx tsx bench/decide.ts || exit 1
+npx tsx bench/plan.ts || exit 1

@@ -3,6 +3,7 @@
  * every platform — bounded concurrency, a timeout around every step, idempotency ("already off"),
  * dry-run, one result per target, resume without acting twice, and abort on close.
  */
+import { setMaxListeners } from 'events';
 import {
   ActionDriver,
   ActOptions,
@@ -75,6 +76,8 @@ export function actionBudgetMs(req: Pick<ActionRequest, 'options' | 'concurrency
 
 export async function runAction(driver: ActionDriver, req: ActionRequest): Promise<ActionReport> {
   const t0 = Date.now();
+  // Every target in flight listens on the run's signal (its timeout, its sleeps): that is by design.
+  setMaxListeners(Math.max(50, req.concurrency * 4 + 10), req.signal);
   const op = req.options.operation;
   const results: TargetResult[] = [];
   const report = (extra: Partial<ActionReport> = {}): ActionReport => ({
