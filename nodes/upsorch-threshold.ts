@@ -74,6 +74,9 @@ export = function register(RED: NodeAPI): void {
         const d = RED.nodes.getNode(s.device) as UpsDeviceNode | null;
         if (!d) throw new Error(`supply ${s.device}: the UPS device does not exist (deleted or not deployed)`);
         if (d.configError) throw new Error(d.configError);
+        // The engine tells UPSes apart by name: two devices with one name would be merged silently.
+        const twin = devices.find((x) => x.upsName === d.upsName);
+        if (twin) throw new Error(`two supplies are named "${d.upsName}": give the UPS devices distinct names`);
         devices.push(d);
       }
       engine = new DecisionEngine(engineConfig(cfg, (id) => (RED.nodes.getNode(id) as UpsDeviceNode | null)?.upsName));
