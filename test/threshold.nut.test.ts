@@ -195,6 +195,15 @@ describe('runtime threshold with a real NUT server (UPS in → threshold)', func
     await helper.load(ourNodes, [...threshold('th', none)]);
     const st2 = await waitForStatus('th', (s) => s.fill === 'red', 3000);
     assert.match(st2.text ?? '', /enable at least one vector/);
+    await helper.unload();
+    // Two supplies whose devices carry the same UPS name would be merged into one: refused.
+    await helper.load(ourNodes, [
+      deviceConfig('d1', { name: 'ups' }),
+      deviceConfig('d2', { name: 'ups' }),
+      ...threshold('th', { ...FAST, policy: 'min', minSupplies: 1, supplies: [{ device: 'd1', power: 1 }, { device: 'd2', power: 1 }] }),
+    ]);
+    const st3 = await waitForStatus('th', (s) => s.fill === 'red', 3000);
+    assert.equal(st3.text, 'two supplies are named "ups": give the UPS devices distinct names');
   });
 });
 
