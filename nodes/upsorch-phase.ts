@@ -142,9 +142,10 @@ export = function register(RED: NodeAPI): void {
 
     node.on('input', (msg, _send, done) => {
       const t = typeof msg.topic === 'string' ? msg.topic.trim() : '';
-      // The previous phase's done output: the plan drives the order, this is only the wiring.
+      // The previous phase's done output: the plan drives the order, this is only the wiring
+      // (a status answer travels along it too).
       const run = msg.run as Partial<RunRef> | undefined;
-      if ((t === 'phase-done' || t === 'run-report') && run && typeof run === 'object') return done();
+      if (t === 'plan-status' || ((t === 'phase-done' || t === 'run-report') && run && typeof run === 'object')) return done();
       if (configError || !planNode) return done(new Error(configError ?? 'no plan'));
       const key = t || (typeof msg.payload === 'string' ? msg.payload.trim() : '');
       const cmd = COMMANDS[key];
@@ -209,7 +210,8 @@ function runtimeGate(device: UpsDeviceNode, minutes: number): Gate {
       const check = (s: UpsState) => {
         if (s.comm !== 'ok') return finish(() => resolve(`readings of ${s.ups} are ${s.comm}: starting now (failsafe)`));
         if (s.onBattery) seenOnBattery = true;
-        if (seenOnBattery && !s.onBattery && s.online) return finish(() => reject(new Error(`mains is back on ${s.ups}`)));
+        // The gate only opens during an outage: on mains it would wait forever (even past the point of no return).
+        if (!s.onBattery && s.online) return finish(() => reject(new Error(seenOnBattery ? `mains is back on ${s.ups}` : `${s.ups} is on mains: the gate opens only on battery`)));
         if (s.runtime !== null && !s.untrusted.includes('runtime') && s.runtime <= minutes * 60) {
           return finish(() => resolve(`runtime on ${s.ups} is ${Math.round(s.runtime! / 60)} min ≤ ${minutes} min`));
         }

@@ -204,7 +204,7 @@ describe('Node-RED editor with the package installed (Chromium)', function () {
     const sets: any[] = (await api('/nodes')).filter((s: any) => s.module === MODULE);
     assert.ok(sets.length > 0, `GET /nodes does not list ${MODULE}`);
     const types: string[] = sets.flatMap((s) => s.types);
-    for (const t of ['upsorch-device', 'upsorch-ups-in']) assert.ok(types.includes(t), `GET /nodes: ${MODULE} has no ${t} (types: ${types.join(', ')})`);
+    for (const t of ['upsorch-device', 'upsorch-ups-in', 'upsorch-plan', 'upsorch-phase']) assert.ok(types.includes(t), `GET /nodes: ${MODULE} has no ${t} (types: ${types.join(', ')})`);
     // Every node set of the module (these two and any added later) loaded and enabled.
     for (const s of sets) {
       assert.equal(s.enabled, true, `${s.id} is disabled`);
@@ -326,6 +326,157 @@ describe('Node-RED editor with the package installed (Chromium)', function () {
     await tray.waitFor({ state: 'detached' });
     // Cancel changed nothing: nothing to deploy.
     assert.ok(await page.locator('#red-ui-header-button-deploy.disabled').isVisible(), 'cancelling the dialogs left changes to deploy');
+  });
+
+  it('the palette shows the "phase" node in the "UPS orchestrator" category; the plan is a config node', async () => {
+    const category = page.locator('.red-ui-palette-category', {
+      has: page.locator('.red-ui-palette-header', { hasText: /^\s*UPS orchestrator\s*$/ }),
+    });
+    const node = category.locator('.red-ui-palette-node[data-palette-type="upsorch-phase"]');
+    await node.waitFor({ state: 'visible' });
+    assert.equal(text(await node.locator('.red-ui-palette-label').textContent()), 'phase');
+    assert.equal(await node.locator('.red-ui-palette-icon-container .red-ui-palette-icon').count(), 1, 'the phase has an icon');
+    assert.equal(await page.locator('.red-ui-palette-node[data-palette-type="upsorch-plan"]').count(), 0);
+    // Help for both, in English and German, as the editor loads it.
+    for (const [lang, phaseHelp, planHelp] of [['en-US', /a \*\*chain of phases linked by their \*done\* outputs\*\*/, /allow REAL shutdown and startup runs/], ['de', /Kette von Phasen,\s+verbunden über ihre \*fertig\*-Ausgänge/, /ECHTES Herunter- und Hochfahren/]] as const) {
+      const res = await fetch(base + '/nodes', { headers: { Accept: 'text/html', 'Accept-Language': lang } });
+      const html = await res.text();
+      for (const [type, re] of [['upsorch-phase', phaseHelp], ['upsorch-plan', planHelp]] as const) {
+        const m = new RegExp(`data-help-name="${type}">([\\s\\S]*?)</script>`).exec(html);
+        assert.ok(m, `no ${lang} help for ${type}`);
+        assert.match(m[1], re, `${lang} help for ${type}`);
+      }
+    }
+  });
+
+  it('the phase dialog: gate fields only with the gate on, invalid values marked, a plan created from the dialog, deploy', async () => {
+    // Drag the phase from the palette onto the workspace, as a user does.
+    const paletteNode = page.locator('.red-ui-palette-node[data-palette-type="upsorch-phase"]');
+    await paletteNode.scrollIntoViewIfNeeded();
+    const from = (await paletteNode.boundingBox())!;
+    const chart = (await page.locator('#red-ui-workspace-chart').boundingBox())!;
+    await page.mouse.move(from.x + from.width / 2, from.y + from.height / 2);
+    await page.mouse.down();
+    const to = { x: chart.x + chart.width * 0.6, y: chart.y + chart.height * 0.75 };
+    for (let i = 1; i <= 20; i++) await page.mouse.move(from.x + from.width / 2 + ((to.x - from.x) * i) / 20, from.y + from.height / 2 + ((to.y - from.y) * i) / 20);
+    await page.mouse.up();
+    const phase = await nodeIdOf('upsorch-phase');
+    await nodeEl(phase).waitFor();
+    assert.equal(text(await nodeEl(phase).locator('.red-ui-flow-node-label').textContent()), 'phase');
+
+    await nodeEl(phase).locator('.red-ui-flow-node').dblclick();
+    const tray = page.locator('.red-ui-tray', { has: page.locator('#node-input-gateRuntime') });
+    await tray.waitFor({ state: 'visible' });
+    assert.equal(await page.locator('#node-input-mode').inputValue(), 'parallel');
+    assert.equal(await page.locator('#node-input-direction').inputValue(), 'both');
+    assert.equal(await page.locator('#node-input-wait').isChecked(), true);
+    assert.equal(await page.locator('#node-input-timeout').getAttribute('placeholder'), 'auto');
+    // No plan yet: the required plan select offers to add one and is marked.
+    assert.equal(text(await page.locator('select#node-input-plan option:checked').textContent()), 'Add new plan...');
+    await waitForInputError('#node-input-plan', true);
+
+    // Gate off: its fields are hidden and not validated (no UPS device exists).
+    const gate = page.locator('#node-input-gate');
+    assert.equal(await gate.isChecked(), false);
+    assert.equal(await page.locator('#node-input-gateRuntime').isVisible(), false, 'gate runtime shown with the gate off');
+    assert.equal(await page.locator('#node-input-gateUps').isVisible(), false, 'gate UPS shown with the gate off');
+    await waitForInputError('#node-input-gateUps', false);
+    // Gate on: shown, and the missing UPS device is marked; an invalid runtime too.
+    await gate.check();
+    await page.locator('#node-input-gateRuntime').waitFor({ state: 'visible', timeout: 5000 });
+    await page.locator('#node-input-gateUps').waitFor({ state: 'visible', timeout: 5000 });
+    await waitForInputError('#node-input-gateUps', true);
+    const runtime = page.locator('#node-input-gateRuntime');
+    assert.equal(await runtime.inputValue(), '10');
+    await runtime.fill('');
+    await runtime.pressSequentially('2000');
+    await waitForInputError('#node-input-gateRuntime', true);
+    await page.screenshot({ path: path.join(ARTIFACTS, 'editor-phase-dialog-gate.png') });
+    // Gate off again: hidden, and neither field counts any more.
+    await gate.uncheck();
+    await page.locator('#node-input-gateRuntime').waitFor({ state: 'hidden', timeout: 5000 });
+    await waitForInputError('#node-input-gateRuntime', false);
+    await waitForInputError('#node-input-gateUps', false);
+
+    // Other fields: out-of-range values are marked, an empty timeout is allowed (derived).
+    const stepDelay = page.locator('#node-input-stepDelay');
+    await stepDelay.fill('');
+    await stepDelay.pressSequentially('5000');
+    await waitForInputError('#node-input-stepDelay', true);
+    await stepDelay.fill('');
+    await stepDelay.pressSequentially('2');
+    await waitForInputError('#node-input-stepDelay', false);
+    const timeout = page.locator('#node-input-timeout');
+    await timeout.pressSequentially('0');
+    await waitForInputError('#node-input-timeout', true);
+    await timeout.fill('');
+    await timeout.press('Backspace');
+    await waitForInputError('#node-input-timeout', false);
+    // The direction hint follows the choice.
+    await page.locator('#node-input-direction').selectOption('startup');
+    assert.match(text(await page.locator('.upsorch-phase-direction-hint[data-direction="startup"]').textContent()), /separate startup chain/);
+    assert.equal(await page.locator('.upsorch-phase-direction-hint[data-direction="both"]').isVisible(), false);
+    await page.locator('#node-input-direction').selectOption('both');
+
+    // A new plan from the + button next to the plan select.
+    await page.locator('#node-input-btn-plan-add').click();
+    const planName = page.locator('#node-config-input-name');
+    await planName.waitFor({ state: 'visible' });
+    assert.equal(await page.locator('#node-config-input-armed').isChecked(), true);
+    assert.equal(await page.locator('#node-config-input-allowRemote').isChecked(), false);
+    assert.equal(await page.locator('#upsorch-plan-remote-warning').isVisible(), false);
+    assert.match(text(await page.locator('label[for="node-config-input-allowRemote"]').textContent()), /REAL shutdown and startup runs from Home Assistant \/ MQTT/);
+    await page.locator('#node-config-input-allowRemote').check();
+    await page.locator('#upsorch-plan-remote-warning').waitFor({ state: 'visible', timeout: 5000 });
+    await page.locator('#node-config-input-allowRemote').uncheck();
+    assert.match((await page.locator('#node-config-input-stateDir').getAttribute('placeholder')) ?? '', /<userDir>\/ups-orchestrator/);
+    const stateDir = page.locator('#node-config-input-stateDir');
+    await stateDir.pressSequentially('relative/dir');
+    await waitForInputError('#node-config-input-stateDir', true);
+    await stateDir.fill('');
+    await stateDir.press('Backspace');
+    await waitForInputError('#node-config-input-stateDir', false);
+    await planName.fill('homelab');
+    await page.screenshot({ path: path.join(ARTIFACTS, 'editor-plan-dialog.png') });
+    await page.locator('#node-config-dialog-ok').click();
+    await planName.waitFor({ state: 'detached' });
+
+    // Back in the phase dialog: the new plan is selected and the select is valid.
+    assert.equal(text(await page.locator('select#node-input-plan option:checked').textContent()), 'homelab');
+    await waitForInputError('#node-input-plan', false);
+    await page.locator('#node-input-name').fill('VMs');
+    await page.locator('#node-dialog-ok').click();
+    await tray.waitFor({ state: 'detached' });
+
+    const saved = await page.evaluate((id) => {
+      const RED = (globalThis as any).RED;
+      const n = RED.nodes.node(id);
+      const p = RED.nodes.node(n.plan);
+      return { valid: n.valid, plan: p && { type: p.type, name: p.name, armed: p.armed, allowRemote: p.allowRemote }, stepDelay: n.stepDelay, timeout: n.timeout, gate: n.gate, gateRuntime: String(n.gateRuntime) };
+    }, phase);
+    // The hidden, invalid gate runtime went back to its default (the runtime parses it even with the gate off).
+    assert.deepEqual(saved, { valid: true, plan: { type: 'upsorch-plan', name: 'homelab', armed: true, allowRemote: false }, stepDelay: '2', timeout: '', gate: false, gateRuntime: '10' });
+    assert.equal(text(await nodeEl(phase).locator('.red-ui-flow-node-label').textContent()), 'VMs');
+
+    // Its help in the sidebar: the input and output properties render as lists.
+    await nodeEl(phase).locator('.red-ui-flow-node').click();
+    await page.evaluate(() => (globalThis as any).RED.sidebar.show('help'));
+    const help = page.locator('.red-ui-help', { hasText: 'chain of phases linked by their done outputs' }).last();
+    await help.waitFor({ state: 'visible' });
+    assert.ok((await help.locator('dl.message-properties dt').count()) >= 8, 'help lists the message properties');
+    await page.screenshot({ path: path.join(ARTIFACTS, 'editor-phase-help.png') });
+    await page.evaluate(() => (globalThis as any).RED.sidebar.show('info'));
+
+    // Deploy: the runtime accepts it (no red status, nothing logged; checked in the last test).
+    await page.locator('#red-ui-header-button-deploy:not(.disabled)').click();
+    await page.locator('.red-ui-notification', { hasText: 'Successfully deployed' }).waitFor();
+    await page.locator('#red-ui-header-button-deploy.disabled').waitFor();
+    const flows: any[] = await api('/flows');
+    assert.ok(flows.some((n) => n.type === 'upsorch-phase' && n.id === phase && n.name === 'VMs'), 'GET /flows has no phase after deploy');
+    assert.ok(flows.some((n) => n.type === 'upsorch-plan' && n.name === 'homelab'), 'GET /flows has no plan after deploy');
+    await sleep(500);
+    assert.equal(await nodeEl(phase).locator('.red-ui-flow-node-status-label').count() === 0 ? '' : text(await nodeEl(phase).locator('.red-ui-flow-node-status-label').textContent()), '');
+    await dismissNotifications();
   });
 
   it('no errors during the whole run: none in the browser console, none about the package in Node-RED\'s log', () => {

@@ -110,6 +110,14 @@ function resolver(phases: TestPhase[]) {
   return (direction: 'shutdown' | 'startup') => chainFor(direction, phases.map((p) => ({ id: p.id, name: p.name, direction: p.settings.direction, next: p.next }))).map((id) => phases.find((p) => p.id === id)!);
 }
 
+async function until(cond: () => boolean, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 function reportOf(plan: Plan): Promise<RunReport> {
   return new Promise((resolve) => {
     const off = plan.subscribe((e: RunEvent) => {
@@ -246,16 +254,15 @@ describe('plan run machinery (lib/plan)', () => {
   it('a restart mid-run resumes where it stopped; no target is acted on twice', async () => {
     const inv = new Inventory(['a1', 'a2', 'b1'], 100);
     const mk = () => [phase('one', [action('x1', inv, ['a1', 'a2'])], { mode: 'sequential' }, ['two']), phase('two', [action('x2', inv, ['b1'])])];
-    // Concurrency 4 but names are acted on in parallel: stop while phase one is in flight.
     const plan = newPlan();
     plan.request({ direction: 'shutdown', dryRun: false, origin: 'local', topic: 'shutdown' }, resolver(mk()));
-    await new Promise((r) => setTimeout(r, 50));
-    await plan.close(); // Node-RED stops
+    await until(() => inv.calls.includes('shutdown a1') && inv.calls.includes('shutdown a2'));
+    await plan.close(); // Node-RED stops while both targets of phase one are shutting down
     const saved: RunRecord = JSON.parse(fs.readFileSync(path.join(dir, 'plan-p1.json'), 'utf8')).run;
     assert.equal(saved.state, 'running');
     assert.deepEqual(saved.phases[0].actions[0].started.sort(), ['a1', 'a2']);
     // Node-RED comes back; the targets finished shutting down meanwhile.
-    await new Promise((r) => setTimeout(r, 150));
+    await until(() => inv.power.get('a1') === 'off' && inv.power.get('a2') === 'off');
     const again = newPlan();
     const rec = await again.init();
     assert.ok(rec, 'a run to resume');

@@ -94,6 +94,11 @@ export async function runAction(driver: ActionDriver, req: ActionRequest): Promi
     await req.hooks?.onResult?.(r);
   };
 
+  // Nothing to do in this direction: do not even connect (the host may well be off).
+  if (op === 'none') {
+    for (const n of req.selection.names ?? []) await push({ target: n, before: 'unknown', after: 'unknown', method: 'skipped', ms: 0, ok: true, detail: 'nothing to do in this direction' });
+    return report();
+  }
   let all: Target[];
   try {
     all = await withTimeout('connecting and listing targets', req.connectTimeoutMs, req.signal, (s) => driver.list(s));
@@ -120,7 +125,6 @@ export async function runAction(driver: ActionDriver, req: ActionRequest): Promi
     const base = { target: t.name, id: t.id, before: t.power };
     const prev = previous.get(t.name);
     if (prev) return prev;
-    if (op === 'none') return { ...base, after: t.power, method: 'skipped', ms: 0, ok: true, detail: 'nothing to do in this direction' };
     const wanted = wantedState(op);
     if (req.dryRun) {
       try {

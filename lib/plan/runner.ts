@@ -58,6 +58,7 @@ export class Plan {
   name: string;
   allowRemote: boolean;
   private armed: boolean;
+  private readonly configuredArmed: boolean;
   private readonly store: PlanStore | null;
   private readonly now: () => number;
   private readonly log: (level: 'info' | 'warn' | 'error', text: string) => void;
@@ -79,6 +80,7 @@ export class Plan {
     this.name = o.name;
     this.allowRemote = o.allowRemote;
     this.armed = o.armed;
+    this.configuredArmed = o.armed;
     this.store = o.store;
     this.now = o.now ?? Date.now;
     this.log = o.log ?? (() => undefined);
@@ -94,7 +96,9 @@ export class Plan {
       this.log('error', (err as Error).message);
     }
     if (!saved) return null;
-    this.armed = saved.armed;
+    // The saved switch (arm/disarm, Home Assistant) survives restarts, unless the node's setting was changed since.
+    const changed = saved.configuredArmed !== undefined && saved.configuredArmed !== this.configuredArmed;
+    this.armed = changed ? this.configuredArmed : saved.armed;
     this.record = saved.run;
     this.emitState();
     return saved.run?.state === 'running' ? saved.run : null;
@@ -377,6 +381,7 @@ export class Plan {
           this.addTimeline(rec, 'phase-skipped', `${ph.name}: ${ph.note}`, ph.name);
           h.update(ph, ref);
           this.emit({ type: 'phase-done', phase: phaseRef(ph), message: `phase ${ph.name} skipped: ${ph.note}` });
+          if (rec.phases[rec.phases.length - 1].id !== ph.id) h.finished(ph, ref, null);
           return;
         } finally {
           both.dispose();
@@ -560,7 +565,7 @@ export class Plan {
   private async persist(): Promise<void> {
     if (!this.store) return;
     try {
-      await this.store.save({ version: 1, armed: this.armed, run: this.record });
+      await this.store.save({ version: 1, armed: this.armed, configuredArmed: this.configuredArmed, run: this.record });
       if (this.persistFailed) this.log('info', `plan "${this.name}": the run record is written again`);
       this.persistFailed = false;
     } catch (err) {

@@ -11,6 +11,8 @@ import { RunRecord } from './types';
 export interface PlanFile {
   version: 1;
   armed: boolean;
+  /** The plan node's configured "armed" when this was written: a changed setting wins over the saved switch. */
+  configuredArmed?: boolean;
   run: RunRecord | null;
 }
 
