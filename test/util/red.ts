@@ -115,3 +115,9 @@ export function threshold(id: string, over: Record<string, unknown> = {}): Recor
     { id: `${id}-restore`, type: 'helper' },
   ];
 }
+
+// SSH and libvirt actions (issue 4): SSH host config node, SSH action, libvirt action.
+export const sshHostNode = require('../../nodes/upsorch-ssh-host');
+export const sshActionNode = require('../../nodes/upsorch-ssh');
+export const libvirtActionNode = require('../../nodes/upsorch-libvirt');
+export const sshNodes = [sshHostNode, sshActionNode, libvirtActionNode];

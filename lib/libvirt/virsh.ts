@@ -1,0 +1,120 @@
+/**
+ * Running virsh: on the Node-RED machine (execFile with an argument array, no shell) or on a remote
+ * host over SSH (every word shell-quoted for the remote shell). Both run it with LC_ALL=C, because
+ * virsh translates the domain states it prints.
+ */
+import { execFile } from 'node:child_process';
+import { SshError, shellCommand } from '../ssh/client';
+import { SshHostHandle, SshLease } from '../ssh/shared';
+import { formatSeconds } from '../actions/contract';
+
+export interface VirshResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface Virsh {
+  /** Where virsh runs, for messages ("root@kvm1:22", "this machine"). */
+  readonly where: string;
+  /** Run `virsh -c <uri> <args…>`; resolves with its status, rejects on timeout/abort/transport errors. */
+  run(args: string[], timeoutMs: number, signal: AbortSignal): Promise<VirshResult>;
+  close(): Promise<void>;
+}
+
+/** A failed virsh call, with virsh's own words ("error: failed to get domain 'x'"). */
+export class VirshError extends Error {
+  constructor(readonly args: string[], readonly result: VirshResult) {
+    const msg = lastError(result.stderr) || lastError(result.stdout) || `exit code ${result.code}`;
+    super(`virsh ${args[0]}: ${msg}`);
+    this.name = 'VirshError';
+  }
+}
+
+function lastError(text: string): string {
+  const lines = text.split('\n').map((l) => l.trim()).filter(Boolean);
+  // virsh prints "error: Failed to shutdown domain 'x'" then the reason: keep both.
+  const errs = lines.filter((l) => l.startsWith('error:')).map((l) => l.replace(/^error:\s*/, ''));
+  const out = (errs.length ? errs : lines).slice(-2).join(': ');
+  return out.length > 400 ? out.slice(0, 399) + '…' : out;
+}
+
+/** The argument list after `virsh`: the URI first (when given), then the command. */
+export function virshArgs(uri: string, args: string[]): string[] {
+  return uri ? ['-c', uri, ...args] : args;
+}
+
+/** virsh on the Node-RED machine. */
+export class LocalVirsh implements Virsh {
+  readonly where = 'this machine';
+  constructor(private readonly uri: string, private readonly bin = 'virsh') {}
+
+  run(args: string[], timeoutMs: number, signal: AbortSignal): Promise<VirshResult> {
+    return new Promise((resolve, reject) => {
+      if (signal.aborted) return reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
+      execFile(
+        this.bin,
+        virshArgs(this.uri, args),
+        { timeout: timeoutMs, killSignal: 'SIGKILL', signal, maxBuffer: 4 * 1024 * 1024, env: { ...process.env, LC_ALL: 'C' }, windowsHide: true },
+        (err, stdout, stderr) => {
+          if (!err) return resolve({ code: 0, stdout, stderr });
+          const e = err as NodeJS.ErrnoException & { code?: number | string; killed?: boolean; signal?: string };
+          if (e.code === 'ENOENT') return reject(new Error(`virsh is not installed on the Node-RED machine (Debian/Ubuntu: apt-get install libvirt-clients)`));
+          if (signal.aborted) return reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
+          if (e.name === 'AbortError') return reject(new Error('aborted'));
+          if (e.killed || e.signal) return reject(new Error(`virsh ${args[0]} did not finish within ${formatSeconds(timeoutMs)}`));
+          if (typeof e.code === 'number') return resolve({ code: e.code, stdout, stderr });
+          reject(new Error(`virsh ${args[0]}: ${e.message}`));
+        },
+      );
+    });
+  }
+
+  async close(): Promise<void> {}
+}
+
+/** virsh on a remote host, over the SSH host's shared connection. */
+export class SshVirsh implements Virsh {
+  private lease?: SshLease;
+  private leasing?: Promise<SshLease>;
+
+  constructor(private readonly host: SshHostHandle, private readonly uri: string) {}
+
+  get where(): string {
+    return `${this.host.username}@${this.host.host}:${this.host.port}`;
+  }
+
+  private async session(signal: AbortSignal) {
+    if (this.lease && !this.lease.session.closed) return this.lease.session;
+    if (this.lease) {
+      // The connection dropped since: take a fresh one.
+      this.lease.release();
+      this.lease = undefined;
+    }
+    this.leasing ??= this.host.acquire(signal).finally(() => (this.leasing = undefined));
+    this.lease = await this.leasing;
+    return this.lease.session;
+  }
+
+  async run(args: string[], timeoutMs: number, signal: AbortSignal): Promise<VirshResult> {
+    const session = await this.session(signal);
+    const command = shellCommand(['env', 'LC_ALL=C', 'virsh', ...virshArgs(this.uri, args)]);
+    try {
+      const r = await session.exec(command, { timeoutMs, signal, maxOutput: 4 * 1024 * 1024 });
+      if (r.code === null) {
+        if (r.lost) throw new SshError('closed', `the connection to ${this.where} closed during virsh ${args[0]}`);
+        return { code: 255, stdout: r.stdout, stderr: r.stderr || `virsh ended by signal ${r.signal}` };
+      }
+      if (r.code === 127) throw new Error(`virsh is not installed on ${this.where} (${r.stderr.trim() || 'command not found'})`);
+      return { code: r.code, stdout: r.stdout, stderr: r.stderr };
+    } catch (err) {
+      if (err instanceof SshError && err.kind === 'timeout') throw new Error(`virsh ${args[0]} on ${this.where} did not finish within ${formatSeconds(timeoutMs)}`);
+      throw err;
+    }
+  }
+
+  async close(): Promise<void> {
+    this.lease?.release();
+    this.lease = undefined;
+  }
+}

@@ -1,0 +1,442 @@
+/**
+ * The SSH host config node and the SSH action node in the Node-RED runtime against a real OpenSSH
+ * server on loopback (test/peers/sshd.ts: every command is logged, power tools are fakes that only
+ * log, anything that could reach a real one is refused).
+ */
+import { strict as assert } from 'node:assert';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { Server } from 'ssh2';
+import { SshdPeer } from './peers/sshd';
+import { freePort, waitUntil } from './peers/proc';
+import { Collector, errorsOf, helper, ourNodes, sleep, sshNodes, waitForStatus } from './util/red';
+import { presetCommand } from '../lib/ssh/presets';
+import { SshSession, shellQuote } from '../lib/ssh/client';
+import { ActionStep } from '../lib/plan/types';
+import { TargetResult } from '../lib/actions/contract';
+
+const REASON = "'UPS power failure (Node-RED UPS orchestrator)'";
+
+describe('SSH action with a real OpenSSH server', function () {
+  this.timeout(60000);
+  let peer: SshdPeer;
+
+  before(async function () {
+    this.timeout(60000);
+    peer = await SshdPeer.start();
+  });
+  after(async () => {
+    await peer?.stop();
+  });
+  afterEach(async () => {
+    await helper.unload();
+    await peer.comeUp();
+    peer.clearLogs();
+  });
+
+  const hostConfig = (over: Record<string, unknown> = {}) => ({
+    id: 'h1', type: 'upsorch-ssh-host', name: 'nas', host: '127.0.0.1', port: peer.port, username: 'root', fingerprint: peer.hostKeyFingerprint, timeout: 5, ...over,
+  });
+  const action = (over: Record<string, unknown> = {}) => [
+    { id: 'a1', type: 'upsorch-ssh', name: '', host: 'h1', preset: 'linux', timeout: 10, waitDown: false, waitDownTimeout: 20, startup: 'none', wires: [['out']], ...over },
+    { id: 'out', type: 'helper' },
+  ];
+  async function load(actionOver: Record<string, unknown> = {}, hostOver: Record<string, unknown> = {}, creds: Record<string, string> = {}) {
+    await helper.load([...ourNodes, ...sshNodes], [hostConfig(hostOver), ...action(actionOver)], { h1: { privateKey: peer.clientKey, ...creds } });
+    return new Collector('out');
+  }
+  /** Send a request to the action node and wait for its report. */
+  async function request(out: Collector, msg: Record<string, unknown>, ms = 20000) {
+    const from = out.received.length;
+    helper.getNode('a1').receive(msg);
+    return (await out.waitFor((m) => m.topic === 'action-report', ms, from, 'the action report')).msg.payload;
+  }
+
+  it('the test server refuses commands that could reach a real power tool (probes that are harmless if run)', async () => {
+    const s = await SshSession.connect({ host: '127.0.0.1', port: peer.port, username: 'root', privateKey: peer.clientKey, fingerprint: peer.hostKeyFingerprint, connectTimeoutMs: 5000 });
+    try {
+      // Each would be refused before a real tool could be reached; each is harmless even if it ran.
+      const probes = ['ls /sbin', 'ls /usr/sbin', '/usr/bin/systemctl --version', 'echo init', 'echo telinit', 'echo kexec', 'cat /proc/sysrq-trigger', 'kill -0 1', 'PATH=/tmp true', 'busybox true'];
+      for (const p of probes) {
+        const r = await s.exec(p, { timeoutMs: 5000 });
+        assert.equal(r.code, 126, `${p} was not refused`);
+        assert.match(r.stderr, /^test sshd: refused/);
+      }
+      assert.equal(peer.refused().length, probes.length);
+      const fake = await s.exec('poweroff; systemctl poweroff; sudo -n shutdown -h now', { timeoutMs: 5000 });
+      assert.equal(fake.code, 0);
+      assert.deepEqual(peer.fakeCalls(), ['poweroff ', 'systemctl poweroff', 'sudo -n shutdown -h now', 'shutdown -h now']);
+    } finally {
+      await s.close();
+    }
+  });
+
+  describe('shutdown presets', () => {
+    const cases: Array<{ preset: string; over?: Record<string, unknown>; command: string; fake: string[] }> = [
+      { preset: 'linux', command: 'poweroff', fake: ['poweroff '] },
+      { preset: 'synology', command: 'synoshutdown -s', fake: ['synoshutdown -s'] },
+      { preset: 'truenas-scale', command: `midclt call system.shutdown ${REASON} || midclt call system.shutdown`, fake: ['midclt call system.shutdown UPS power failure (Node-RED UPS orchestrator)'] },
+      { preset: 'truenas-core', command: 'shutdown -p now', fake: ['shutdown -p now'] },
+      { preset: 'qnap', command: 'poweroff', fake: ['poweroff '] },
+      {
+        preset: 'esxi',
+        command: `esxcli system maintenanceMode set --enable true; esxcli system shutdown poweroff --reason ${REASON}`,
+        fake: ['esxcli system maintenanceMode set --enable true', 'esxcli system shutdown poweroff --reason UPS power failure (Node-RED UPS orchestrator)'],
+      },
+      { preset: 'docker-stop', over: { dockerTimeout: 45 }, command: 'docker ps -q | xargs -r docker stop -t 45', fake: ['docker ps -q', 'docker stop -t 45 c0ffee000001 c0ffee000002'] },
+      { preset: 'umount', over: { umountPath: "/mnt/back up's", umountTimeout: 20 }, command: "timeout 20 umount '/mnt/back up'\\''s'", fake: ["umount /mnt/back up's"] },
+      { preset: 'custom', over: { command: 'echo custom-ran; docker ps -q' }, command: 'echo custom-ran; docker ps -q', fake: ['docker ps -q'] },
+    ];
+    for (const c of cases) {
+      it(`${c.preset}: the host receives exactly "${c.command}" and the run reports it`, async () => {
+        const out = await load({ preset: c.preset, ...c.over });
+        const report = await request(out, { topic: 'shutdown' });
+        assert.deepEqual(peer.commands(), [c.command]);
+        assert.deepEqual(peer.fakeCalls(), c.fake);
+        assert.equal(report.ok, true, JSON.stringify(report));
+        assert.equal(report.results.length, 1);
+        const r = report.results[0];
+        assert.equal(r.target, 'nas');
+        assert.equal(r.method, 'graceful');
+        assert.equal(r.ok, true);
+        // A power-off without waiting: whether it is off yet is not known; a plain command leaves it on.
+        assert.equal(r.after, ['docker-stop', 'umount', 'custom'].includes(c.preset) ? 'on' : 'unknown');
+        assert.match(r.detail, /exited 0/);
+        assert.deepEqual(errorsOf('a1'), []);
+        await waitForStatus('a1', (s) => s.fill === 'green' && /1 done/.test(s.text ?? ''));
+      });
+    }
+
+    it('puts sudo -n in front of commands that need root when the user is not root', () => {
+      assert.equal(presetCommand('linux', { username: 'admin' }).command, 'sudo -n poweroff');
+      assert.equal(presetCommand('synology', { username: 'admin' }).command, 'sudo -n synoshutdown -s');
+      assert.equal(presetCommand('truenas-scale', { username: 'admin' }).command, `sudo -n midclt call system.shutdown ${REASON} || sudo -n midclt call system.shutdown`);
+      assert.equal(presetCommand('umount', { username: 'admin', umountPath: '/mnt/x', umountTimeout: 5 }).command, 'sudo -n timeout 5 umount /mnt/x');
+      assert.equal(presetCommand('docker-stop', { username: 'admin', dockerTimeout: 10 }).command, 'docker ps -q | xargs -r docker stop -t 10');
+      assert.equal(presetCommand('esxi', { username: 'root' }).powersOff, true);
+      assert.equal(presetCommand('docker-stop', { username: 'root' }).powersOff, false);
+    });
+
+    it('shell-quotes with single quotes, writing a quote as \'\\\'\'', () => {
+      assert.equal(shellQuote('web01'), 'web01');
+      assert.equal(shellQuote(''), "''");
+      assert.equal(shellQuote("it's"), "'it'\\''s'");
+      assert.equal(shellQuote('a b;$(x)`y`'), "'a b;$(x)`y`'");
+    });
+  });
+
+  describe('failures', () => {
+    it('a non-zero exit code fails the target with the tail of stderr', async () => {
+      const out = await load({ preset: 'custom', command: 'echo "umount: /mnt/data: target is busy" >&2; exit 32' });
+      const report = await request(out, { topic: 'shutdown' });
+      assert.equal(report.ok, false);
+      const r = report.results[0];
+      assert.equal(r.ok, false);
+      assert.match(r.error, /failed with exit code 32: umount: \/mnt\/data: target is busy/);
+      await waitUntil('the error', 2000, () => errorsOf('a1').length > 0);
+      assert.match(errorsOf('a1')[0], /1 failed/);
+      await waitForStatus('a1', (s) => s.fill === 'red');
+    });
+
+    it('a wrong pinned host key fails at once with both fingerprints, and nothing is run', async () => {
+      const out = await load({}, { fingerprint: peer.otherFingerprint });
+      const t0 = Date.now();
+      const report = await request(out, { topic: 'shutdown' });
+      assert.ok(Date.now() - t0 < 5000, 'fails well before the 5 s connect timeout');
+      assert.equal(report.ok, false);
+      assert.equal(report.error, `host key mismatch: expected ${peer.otherFingerprint}, got ${peer.hostKeyFingerprint} (ssh-ed25519) from 127.0.0.1:${peer.port}`);
+      assert.equal(report.results[0].target, 'nas');
+      assert.equal(report.results[0].ok, false);
+      assert.deepEqual(peer.commands(), []);
+      await waitForStatus('a1', (s) => s.fill === 'red' && /host key mismatch/.test(s.text ?? ''));
+    });
+
+    it('a key the server does not accept fails with an authentication error', async () => {
+      const out = await load({}, {}, { privateKey: peer.otherKey });
+      const report = await request(out, { topic: 'shutdown' });
+      assert.equal(report.ok, false);
+      assert.equal(report.error, `authentication failed for user "root" on 127.0.0.1:${peer.port}: the server refused the private key`);
+      assert.deepEqual(peer.commands(), []);
+    });
+
+    it('a key pasted without its line breaks (or with CRLF) still logs in', async () => {
+      for (const key of [peer.clientKey.replace(/\n/g, ' '), peer.clientKey.replace(/\n/g, '\r\n')]) {
+        const out = await load({ preset: 'custom', command: 'echo ok' }, {}, { privateKey: key });
+        const report = await request(out, { topic: 'shutdown' });
+        assert.equal(report.ok, true, JSON.stringify(report));
+        await helper.unload();
+      }
+    });
+
+    it('a host without a pinned fingerprint is refused before connecting', async () => {
+      await helper.load([...ourNodes, ...sshNodes], [hostConfig({ fingerprint: '' }), ...action()], { h1: { privateKey: peer.clientKey } });
+      await waitForStatus('a1', (s) => s.fill === 'red' && /pin the host key/.test(s.text ?? ''));
+      assert.match(errorsOf('h1')[0], /fingerprint: pin the host key/);
+    });
+
+    it('an unreachable host (closed port) fails with "connection refused"', async () => {
+      const closed = await freePort();
+      const out = await load({}, { port: closed });
+      const t0 = Date.now();
+      const report = await request(out, { topic: 'shutdown' });
+      assert.ok(Date.now() - t0 < 5000);
+      assert.equal(report.error, `cannot connect to 127.0.0.1:${closed}: connection refused (is SSH running on that port?)`);
+      assert.equal(report.results[0].ok, false);
+    });
+
+    it('a host that accepts but never speaks SSH fails after the connect timeout', async () => {
+      const sockets = new Set<net.Socket>();
+      const silent = net.createServer((s) => sockets.add(s));
+      await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+      const port = (silent.address() as net.AddressInfo).port;
+      try {
+        const out = await load({}, { port, timeout: 2 });
+        const t0 = Date.now();
+        const report = await request(out, { topic: 'shutdown' });
+        const ms = Date.now() - t0;
+        assert.ok(ms >= 1900 && ms < 6000, `gave up after ${ms} ms`);
+        assert.equal(report.error, `no SSH answer from 127.0.0.1:${port} within 2 s`);
+      } finally {
+        for (const s of sockets) s.destroy();
+        silent.close();
+      }
+    });
+
+    it('a command that hangs is given up after the command timeout and its connection closed', async () => {
+      const out = await load({ preset: 'custom', command: 'hang 60', timeout: 2 });
+      const t0 = Date.now();
+      const report = await request(out, { topic: 'shutdown' });
+      const ms = Date.now() - t0;
+      assert.ok(ms >= 1900 && ms < 10000, `gave up after ${ms} ms`);
+      assert.equal(report.results[0].ok, false);
+      assert.equal(report.results[0].error, '"hang 60" on nas did not finish within 2 s');
+      await waitUntil('our SSH connection to close', 5000, () => peer.connections() === 0);
+    });
+  });
+
+  describe('wait until the host is down', () => {
+    it('succeeds once the SSH port stops answering after the command', async () => {
+      const out = await load({ preset: 'linux', waitDown: true, waitDownTimeout: 30 });
+      const from = out.received.length;
+      helper.getNode('a1').receive({ topic: 'shutdown' });
+      await peer.waitForCommand((c) => c === 'poweroff');
+      await sleep(300);
+      await peer.goDown(); // the host "powers off": sshd stops listening
+      const report = (await out.waitFor((m) => m.topic === 'action-report', 20000, from)).msg.payload;
+      assert.equal(report.ok, true, JSON.stringify(report));
+      const r = report.results[0];
+      assert.equal(r.method, 'graceful');
+      assert.equal(r.after, 'off');
+      assert.match(r.detail, new RegExp(`^"poweroff" exited 0; port ${peer.port} closed after [0-9.]+ (ms|s)$`));
+    });
+
+    it('fails when the host still answers after the wait', async () => {
+      const out = await load({ preset: 'linux', waitDown: true, waitDownTimeout: 2 });
+      const report = await request(out, { topic: 'shutdown' });
+      assert.equal(report.results[0].ok, false);
+      assert.equal(report.results[0].error, `nas still answers on port ${peer.port} 2 s after "poweroff"`);
+    });
+
+    it('an unreachable host counts as already off; without the wait it is an error', async () => {
+      await peer.goDown();
+      let out = await load({ preset: 'linux', waitDown: true });
+      let report = await request(out, { topic: 'shutdown' });
+      assert.equal(report.ok, true, JSON.stringify(report));
+      assert.deepEqual(
+        { method: report.results[0].method, before: report.results[0].before, after: report.results[0].after, ok: report.results[0].ok },
+        { method: 'already', before: 'off', after: 'off', ok: true },
+      );
+      await helper.unload();
+      out = await load({ preset: 'linux', waitDown: false });
+      report = await request(out, { topic: 'shutdown' });
+      assert.equal(report.ok, false);
+      assert.match(report.error, /connection refused/);
+      assert.deepEqual(peer.commands(), []);
+    });
+  });
+
+  describe('dry-run, startup, abort', () => {
+    it('dry-run connects and authenticates but sends no command', async () => {
+      const logBefore = fs.readFileSync(path.join(peer.dir, 'sshd.log'), 'utf8').length;
+      const out = await load({ preset: 'linux', waitDown: true, waitDownTimeout: 60 });
+      const report = await request(out, { topic: 'dry-run' });
+      assert.equal(report.dryRun, true);
+      assert.equal(report.ok, true);
+      const r = report.results[0];
+      assert.equal(r.method, 'dry-run');
+      assert.equal(r.detail, `would run "poweroff" as root@127.0.0.1:${peer.port}, then wait until port ${peer.port} stops answering (up to 60 s)`);
+      assert.deepEqual(peer.commands(), [], 'no command reached the host');
+      const sshdLog = fs.readFileSync(path.join(peer.dir, 'sshd.log'), 'utf8').slice(logBefore);
+      assert.match(sshdLog, /Accepted publickey for root from 127\.0\.0\.1/);
+      await waitForStatus('a1', (s) => s.fill === 'blue' && /dry-run/.test(s.text ?? ''));
+    });
+
+    it('startup runs the startup command; "nothing" does not even connect', async () => {
+      let out = await load({ preset: 'linux', startup: 'command', startupCommand: 'docker start web' });
+      let report = await request(out, { topic: 'startup' });
+      assert.equal(report.ok, true);
+      assert.equal(report.operation, 'start');
+      assert.deepEqual(peer.commands(), ['docker start web']);
+      await helper.unload();
+      peer.clearLogs();
+      await peer.goDown();
+      out = await load({ preset: 'linux', startup: 'none' });
+      report = await request(out, { topic: 'startup' });
+      assert.equal(report.ok, true);
+      assert.deepEqual(report.results.map((r: TargetResult) => [r.target, r.method, r.detail]), [['nas', 'skipped', 'nothing to do in this direction']]);
+    });
+
+    it('closing the node aborts a running command and closes the connection', async () => {
+      const out = await load({ preset: 'custom', command: 'hang 60', timeout: 60 });
+      helper.getNode('a1').receive({ topic: 'shutdown' });
+      await peer.waitForCommand((c) => c === 'hang 60');
+      await waitUntil('the connection', 2000, () => peer.connections() === 1);
+      const t0 = Date.now();
+      await helper.unload();
+      assert.ok(Date.now() - t0 < 6000, 'closed within the close budget');
+      await waitUntil('our SSH connection to close', 5000, () => peer.connections() === 0);
+      assert.equal(out.messages.filter((m) => m.topic === 'action-report').length, 0, 'no report after close');
+    });
+  });
+
+  describe('driven by a phase (upsorchAction.perform)', () => {
+    const step = (over: Partial<ActionStep> = {}, log: string[] = []): ActionStep => ({
+      run: { id: 'run1', plan: 'p1', planName: 'Plan', direction: 'shutdown', dryRun: false },
+      phase: { id: 'ph1', name: 'Hosts' },
+      previous: [],
+      interrupted: [],
+      hooks: { beforeTarget: async (t) => void log.push(`start ${t.name}`), onResult: (r) => void log.push(`result ${r.target} ${r.method}`) },
+      signal: new AbortController().signal,
+      ...over,
+    });
+
+    it('runs the shutdown command, calls the hooks and sends the report with the run', async () => {
+      const out = await load({ preset: 'synology' });
+      const node = helper.getNode('a1');
+      assert.equal(node.upsorchAction.name, 'ssh');
+      assert.ok(node.upsorchAction.budgetMs() >= 10_000 + 5_000);
+      const log: string[] = [];
+      const report = await node.upsorchAction.perform(step({}, log));
+      assert.equal(report.ok, true);
+      assert.equal(report.operation, 'host-shutdown');
+      assert.deepEqual(log, ['start nas', 'result nas graceful']);
+      assert.deepEqual(peer.commands(), ['synoshutdown -s']);
+      const { msg } = await out.waitFor((m) => m.topic === 'action-report', 2000);
+      assert.equal(msg.run.id, 'run1');
+      assert.equal(msg.phase.name, 'Hosts');
+    });
+
+    it('does not repeat a one-shot command that was interrupted by a restart', async () => {
+      await load({ preset: 'linux' });
+      const report = await helper.getNode('a1').upsorchAction.perform(step({ interrupted: ['nas'] }));
+      assert.equal(report.ok, false);
+      assert.equal(report.results[0].method, 'skipped');
+      assert.match(report.results[0].error, /one-shot command is not repeated/);
+      assert.deepEqual(peer.commands(), []);
+    });
+
+    it('a dry-run run reports what it would do without running anything', async () => {
+      await load({ preset: 'esxi' });
+      const report = await helper.getNode('a1').upsorchAction.perform(step({ run: { id: 'run2', plan: 'p1', planName: 'Plan', direction: 'shutdown', dryRun: true } }));
+      assert.equal(report.ok, true);
+      assert.equal(report.results[0].method, 'dry-run');
+      assert.match(report.results[0].detail, /^would run "esxcli system maintenanceMode set --enable true; esxcli system shutdown poweroff --reason/);
+      assert.deepEqual(peer.commands(), []);
+    });
+  });
+
+  // OpenSSH would need a system user with a password for this (UsePAM no checks /etc/shadow), and the
+  // tests create no system users: password logins are tested against ssh2's own SSH server, a
+  // complete SSH-2 implementation that accepts one user/password and records the exec requests.
+  describe('password login (ssh2 server)', () => {
+    let server: Server;
+    let port = 0;
+    const received: string[] = [];
+    before(async () => {
+      server = new Server({ hostKeys: [fs.readFileSync(path.join(peer.dir, 'hostkey'))] }, (client) => {
+        client.on('error', () => undefined);
+        client.on('authentication', (ctx) => {
+          if (ctx.method === 'password' && ctx.username === 'admin' && ctx.password === 's3cret pass') return ctx.accept();
+          ctx.reject(['password']);
+        });
+        client.on('ready', () => {
+          client.on('session', (accept) => {
+            accept().on('exec', (acceptExec, _reject, info) => {
+              received.push(info.command);
+              const ch = acceptExec();
+              ch.exit(0);
+              ch.end();
+            });
+          });
+        });
+      });
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      port = (server.address() as net.AddressInfo).port;
+    });
+    after(() => new Promise<void>((r) => server.close(() => r())));
+
+    it('logs in with the password and, as a user other than root, sends "sudo -n poweroff"', async () => {
+      received.length = 0;
+      await helper.load([...ourNodes, ...sshNodes], [hostConfig({ port, username: 'admin' }), ...action({ preset: 'linux' })], { h1: { password: 's3cret pass' } });
+      const out = new Collector('out');
+      const report = await request(out, { topic: 'shutdown' });
+      assert.equal(report.ok, true, JSON.stringify(report));
+      assert.deepEqual(received, ['sudo -n poweroff']);
+      assert.ok(!JSON.stringify(report).includes('s3cret'), 'the password is nowhere in the report');
+    });
+
+    it('a wrong password fails with an authentication error that does not repeat it', async () => {
+      received.length = 0;
+      await helper.load([...ourNodes, ...sshNodes], [hostConfig({ port, username: 'admin' }), ...action({ preset: 'linux' })], { h1: { password: 'wrong-one' } });
+      const out = new Collector('out');
+      const report = await request(out, { topic: 'shutdown' });
+      assert.equal(report.error, `authentication failed for user "admin" on 127.0.0.1:${port}: the server refused the password`);
+      assert.deepEqual(received, []);
+      assert.ok(!JSON.stringify(report).includes('wrong-one'));
+    });
+  });
+
+  describe('SSH host dialog endpoints', () => {
+    before(async () => {
+      await helper.startServer();
+    });
+    after(async () => {
+      await helper.stopServer();
+    });
+
+    it('"Fetch fingerprint" returns the host key as ssh-keygen prints it, without logging in', async () => {
+      await load();
+      const res = await helper.request().post('/upsorch-ssh-host/fingerprint').send({ host: '127.0.0.1', port: peer.port, timeout: 5 }).expect(200);
+      assert.deepEqual(res.body, { ok: true, message: `127.0.0.1:${peer.port} presents a ssh-ed25519 key`, fingerprint: peer.hostKeyFingerprint, keyType: 'ssh-ed25519' });
+      assert.deepEqual(peer.commands(), []);
+      const closed = await freePort();
+      const bad = await helper.request().post('/upsorch-ssh-host/fingerprint').send({ host: '127.0.0.1', port: closed }).expect(200);
+      assert.equal(bad.body.ok, false);
+      assert.match(bad.body.message, /connection refused/);
+    });
+
+    it('"Test connection" checks the pin, logs in with the stored key and runs a command; never returns the key', async () => {
+      await load();
+      const body = { ...hostConfig(), id: 'h1', privateKey: '__PWRD__', password: '', passphrase: '' };
+      const ok = await helper.request().post('/upsorch-ssh-host/test').send(body).expect(200);
+      assert.equal(ok.body.ok, true, JSON.stringify(ok.body));
+      assert.equal(ok.body.message, `logged in as root@127.0.0.1:${peer.port} with the key; host key matches the pin; commands run`);
+      assert.deepEqual(peer.commands(), ['echo upsorch-ok']);
+      assert.ok(!JSON.stringify(ok.body).includes('PRIVATE KEY'));
+
+      const mismatch = await helper.request().post('/upsorch-ssh-host/test').send({ ...body, fingerprint: peer.otherFingerprint }).expect(200);
+      assert.equal(mismatch.body.ok, false);
+      assert.match(mismatch.body.message, /^host key mismatch: expected /);
+
+      const wrongKey = await helper.request().post('/upsorch-ssh-host/test').send({ ...body, privateKey: peer.otherKey }).expect(200);
+      assert.equal(wrongKey.body.ok, false);
+      assert.match(wrongKey.body.message, /^authentication failed for user "root"/);
+      assert.ok(!JSON.stringify(wrongKey.body).includes('PRIVATE KEY'));
+
+      const garbage = await helper.request().post('/upsorch-ssh-host/test').send({ ...body, privateKey: 'not a key' }).expect(200);
+      assert.equal(garbage.body.ok, false);
+      assert.match(garbage.body.message, /^the private key cannot be read/);
+    });
+  });
+});
