@@ -12,7 +12,18 @@ export * from './sim/source';
 export * from './net/tls';
 export * from './decide/engine';
 export * from './decide/config';
-
+// Home Assistant and MQTT (see lib/ha/README.md)
+export { MqttBroker, testBroker, availabilityTopic } from './mqtt/broker';
+export type { BrokerSettings, BrokerStatus, BrokerUser } from './mqtt/broker';
+export { DiscoveryPublisher } from './mqtt/publisher';
+export { UPS_ENTITIES, upsDiscovery, upsStatePayload } from './mqtt/discovery';
+export { PLAN_ENTITIES, PlanControl, planDiscovery } from './mqtt/plan';
+export type { PlanHandle } from './mqtt/plan';
+export { HaClient, HaError } from './ha/client';
+export type { HaClientOptions, HaStatus } from './ha/client';
+export { getHaServer } from './ha/registry';
+export { HaSource, entityMap } from './ha/source';
+export { HA_EVENT_TYPE } from './ha/events';
 // SSH and libvirt actions (issue 4)
 export { SshSession, SshError, fetchHostKey, probeTcp, shellQuote, shellCommand, sshFingerprint, normaliseSshFingerprint } from './ssh/client';
 export type { SshTarget, ExecResult } from './ssh/client';
@@ -24,3 +35,38 @@ export { SshActionDriver } from './ssh/action';
 export { LibvirtDriver, powerOf, parseDomainList } from './libvirt/driver';
 export { LocalVirsh, SshVirsh, VirshError } from './libvirt/virsh';
 export { parseLibvirtConfig } from './libvirt/config';
+// SNMP source and UPS command (issue 8)
+export { SnmpClient, SnmpError } from './snmp/client';
+export type { SnmpTarget, SnmpV3User, SnmpValue, SnmpVersion, AuthProtocol, PrivProtocol } from './snmp/client';
+export { SnmpSource } from './snmp/source';
+export type { SnmpSourceOptions, TrapEvent } from './snmp/source';
+export { PROFILES, detectProfile, classifyTrap } from './snmp/profiles';
+export type { Profile, ProfileId, TrapKind } from './snmp/profiles';
+export { subscribeTraps } from './snmp/traps';
+export { UpsCommandDriver } from './command/driver';
+export type { UpsAccess } from './command/driver';
+export { NutCommander } from './command/nut';
+export { parseCommandConfig, describeCommand } from './command/config';
+export type { CommandConfig } from './command/config';
+export { planSnmpCommand, planSnmpSetVar, snmpCommandNames } from './command/snmp';
+// NUT server and NUT secondaries action (issue 9)
+export { NutServer, UPSD_VERSION } from './nutserver/server';
+export type { NutServerOptions, ServedUps, InstantCommands, ClientInfo, LeaveReason, ServerStats } from './nutserver/server';
+export { CommandParser, CommandTooLong, quoteValue } from './nutserver/parse';
+export { varsOf, statusText } from './nutserver/vars';
+export type { NutUser, UpsmonRole } from './nutserver/users';
+export { allowList, parseCidr } from './nutserver/allow';
+export { nutCommands, simCommands, SIM_INSTCMDS } from './nutserver/commands';
+export { parseServerConfig, parseSecondariesConfig, connectionString } from './nutserver/config';
+export type { ServerConfig, SecondariesConfig } from './nutserver/config';
+export { NutSecondariesDriver } from './nutserver/secondaries';
+// Notify (issue 7): channels, durable outbox, flapping guard, templates (see lib/notify)
+export { ChannelQueue, DeliveryError, QUEUE_DEFAULTS } from './notify/queue';
+export type { ChannelKind, Driver, QueueSettings, QueueStatus } from './notify/queue';
+export { Outbox } from './notify/outbox';
+export { Notifier, notificationFrom } from './notify/notifier';
+export { FlapGuard, FLAP_DEFAULTS } from './notify/flap';
+export { DEFAULT_TEMPLATES } from './notify/format';
+export { render as renderTemplate } from './notify/template';
+export { ManualClock, systemClock } from './notify/clock';
+export { createDriver, parseChannelConfig, parseNotifyConfig } from './notify/config';

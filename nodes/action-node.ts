@@ -5,7 +5,7 @@
  * The node file supplies only its config parsing and its platform driver.
  */
 import { Node, NodeAPI, NodeMessage, DoneFn, SendFn, errorText, shortStatus } from './red';
-import { ActionDriver, ActOptions, Interrupted, Operation, OPERATIONS, TargetSelection, parseSelection } from '../lib/actions/contract';
+import { ActionDriver, ActOptions, Interrupted, Operation, OPERATIONS, TargetSelection, parseSelection, selectTargets, withTimeout } from '../lib/actions/contract';
 import { ActionReport, ActionRequest, actionBudgetMs, runAction, summarise } from '../lib/actions/run';
 import { ActionHandle, ActionStep, Direction } from '../lib/plan/types';
 
@@ -119,9 +119,48 @@ export function setupActionNode(RED: NodeAPI, node: ActionNode, spec: ActionSpec
     },
   };
 
+  // Topic `status`: what the connection sees of the selected targets (power, and platform facts
+  // such as guest tools or uptime in `info`), without acting on anything.
+  const status = (msg: NodeMessage, send: SendFn, done: DoneFn) => {
+    if (!spec) {
+      const err = new Error(configError ?? 'invalid configuration');
+      fail(err.message);
+      return done(err);
+    }
+    let selection: TargetSelection;
+    try {
+      selection = msg.targets === undefined ? spec.selection : parseSelection(msg.targets);
+    } catch (err) {
+      fail(errorText(err));
+      return done(err as Error);
+    }
+    const ac = new AbortController();
+    inFlight.add(ac);
+    const driver = spec.createDriver();
+    const any = !!(selection.names?.length || selection.patterns?.length || selection.tags?.length || selection.allRunning);
+    withTimeout('listing targets', spec.connectTimeoutMs, ac.signal, (s) => driver.list(s, 'none'))
+      .then(
+        (all) => {
+          if (closing) return done();
+          const targets = any ? selectTargets(all, selection, 'none') : all.filter((t) => !selection.exclude?.length || selectTargets([t], { ...selection, patterns: ['*'] }, 'none').length);
+          send({ ...msg, topic: 'status', payload: targets });
+          done();
+        },
+        (err) => {
+          if (!closing) fail(errorText(err));
+          done(err instanceof Error ? err : new Error(errorText(err)));
+        },
+      )
+      .finally(() => {
+        inFlight.delete(ac);
+        void driver.close().catch(() => undefined);
+      });
+  };
+
   node.on('input', (msg: NodeMessage, send: SendFn, done: DoneFn) => {
     const topic = typeof msg.topic === 'string' ? msg.topic.trim() : '';
     const requested = typeof msg.operation === 'string' ? msg.operation : topic;
+    if (requested === 'status') return status(msg, send, done);
     const manual = MANUAL_TOPICS[requested] ?? ((OPERATIONS as readonly string[]).includes(requested) ? { direction: null, op: requested as Operation, dryRun: msg.dryRun === true } : null);
     if (!manual) {
       const err = new Error(`unknown request "${requested}": use topic ${Object.keys(MANUAL_TOPICS).join(', ')} (or msg.operation)`);

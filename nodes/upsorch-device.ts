@@ -8,6 +8,7 @@ import { UpsDevice } from '../lib/ups/device';
 import { SimSource } from '../lib/sim/source';
 import { normalise } from '../lib/ups/state';
 import { SourceError } from '../lib/ups/source';
+import { SnmpSource } from '../lib/snmp/source';
 
 export = function register(RED: NodeAPI): void {
   function UpsDeviceConfigNode(this: UpsDeviceNode, raw: Record<string, unknown>): void {
@@ -59,7 +60,7 @@ export = function register(RED: NodeAPI): void {
   }
 
   RED.nodes.registerType('upsorch-device', UpsDeviceConfigNode, {
-    credentials: { username: { type: 'text' }, password: { type: 'password' } },
+    credentials: { username: { type: 'text' }, password: { type: 'password' }, community: { type: 'password' }, authKey: { type: 'password' }, privKey: { type: 'password' } },
   });
 
   // "Test connection" from the config dialog: one read with the settings in the dialog, never echoing secrets.
@@ -76,6 +77,9 @@ interface TestResult {
   charge?: number | null;
   runtime?: number | null;
   warning?: string | null;
+  /** SNMP: the MIB profile in use, the agent's sysDescr, and the values read. */
+  profile?: string | null;
+  details?: string[];
 }
 
 async function testConnection(RED: NodeAPI, body: Record<string, unknown>): Promise<TestResult> {
@@ -90,7 +94,11 @@ async function testConnection(RED: NodeAPI, body: Record<string, unknown>): Prom
     username: typeof body.username === 'string' ? body.username : stored.username,
     password: typeof body.password === 'string' && body.password !== UNCHANGED_PASSWORD ? body.password : stored.password,
   };
-  const source = createSource(config, creds);
+  for (const k of ['community', 'authKey', 'privKey'] as const) {
+    creds[k] = typeof body[k] === 'string' && body[k] !== UNCHANGED_PASSWORD && body[k] !== '' ? (body[k] as string) : stored[k];
+  }
+  // A test read never binds the trap port (the running device may own it).
+  const source = createSource(config.source === 'snmp' ? { ...config, snmpTraps: false } : config, creds);
   try {
     const now = Date.now();
     const reading = await source.read(now);
@@ -103,10 +111,25 @@ async function testConnection(RED: NodeAPI, body: Record<string, unknown>): Prom
       charge: state.charge,
       runtime: state.runtime,
       warning: source.warning,
+      ...(source instanceof SnmpSource ? snmpDetails(source, state) : {}),
     };
   } catch (err) {
     return { ok: false, message: err instanceof SourceError ? err.message : errorText(err) };
   } finally {
     await source.close();
   }
+}
+
+/** What the dialog shows for an SNMP agent: the profile in use and the values it gave. */
+function snmpDetails(source: SnmpSource, state: ReturnType<typeof normalise>): Pick<TestResult, 'profile' | 'details'> {
+  const v = (label: string, n: number | null, unit: string) => (n === null ? null : `${label} ${n}${unit}`);
+  return {
+    profile: source.profile ? `${source.profile.label}${source.opts.profile === 'auto' ? ' (detected)' : ''}` : null,
+    details: [
+      source.sysDescr ? `agent: ${source.sysDescr}` : null,
+      v('input', state.inputVoltage, ' V'), v('output', state.outputVoltage, ' V'), v('load', state.load, ' %'),
+      v('battery', state.raw['battery.voltage'] === undefined ? null : Number(state.raw['battery.voltage']), ' V'),
+      v('temperature', state.temperature, ' °C'), state.alarmText ? `alarm: ${state.alarmText}` : null,
+    ].filter((x): x is string => x !== null),
+  };
 }

@@ -7,3 +7,5 @@ cd "$(dirname "$0")/.."
 npx tsx bench/bench.ts || exit 1
 npx tsx bench/decide.ts || exit 1
 npx tsx bench/plan.ts || exit 1
+npx tsx bench/nut-server.ts || exit 1
+npx tsx bench/snmp.ts || exit 1

@@ -4,7 +4,7 @@
 # Chromium for the editor tests. As root it installs what is missing; otherwise it prints
 # the command to run and fails. The peers themselves are started and stopped by the tests (by PID).
 set -u
-PKGS=(nut-server nut-client libnss3-tools openssl chromium openssh-server libvirt-daemon libvirt-clients)
+PKGS=(nut-server nut-client libnss3-tools openssl chromium snmpsim snmp nut-snmp golang-go golang-github-vmware-govmomi-dev openssh-server libvirt-daemon libvirt-clients mosquitto mosquitto-clients)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -77,8 +77,12 @@ export interface ActOptions {
  * Every method must honour `signal` and never hang: the runner also bounds each call by a timeout.
  */
 export interface ActionDriver {
-  /** Connect and authenticate if needed, then list what can be acted on. */
-  list(signal: AbortSignal): Promise<Target[]>;
+  /**
+   * Connect and authenticate if needed, then list what can be acted on. `operation` is the one
+   * about to run, for platforms where a target's power depends on it (a hypervisor host in
+   * maintenance mode is "on" for host shutdown but not yet started for "start").
+   */
+  list(signal: AbortSignal, operation?: Operation): Promise<Target[]>;
   /**
    * Dry-run checks for one target and operation: privileges, guest tools, command presence.
    * Resolves with what would be done ("would run ACPI shutdown, then destroy after 120 s"),

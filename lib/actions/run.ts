@@ -101,7 +101,7 @@ export async function runAction(driver: ActionDriver, req: ActionRequest): Promi
   }
   let all: Target[];
   try {
-    all = await withTimeout('connecting and listing targets', req.connectTimeoutMs, req.signal, (s) => driver.list(s));
+    all = await withTimeout('connecting and listing targets', req.connectTimeoutMs, req.signal, (s) => driver.list(s, op));
   } catch (err) {
     if (req.signal.aborted) return report({ aborted: true, interrupted: req.signal.reason instanceof Interrupted, error: abortError(req.signal).message });
     const msg = (err as Error).message || String(err);

@@ -10,6 +10,9 @@ import { UpsDevice } from './device';
 import { VoltageThresholds } from './events';
 import { UpsSource } from './source';
 import { normaliseFingerprint } from '../net/tls';
+import { ENTITY_ID_PATTERN, HaSource, entityMap } from '../ha/source';
+import { SNMP_CONFIG_FIELDS, createSnmpSource, snmpConfigIssues } from '../snmp/config';
+import { SnmpSource } from '../snmp/source';
 
 /** A number field from the editor: a number, or a numeric string; empty → the default. */
 export const numberField = (min: number, max: number, dflt: number, what: string) =>
@@ -27,12 +30,16 @@ const optionalNumber = (min: number, max: number, what: string) =>
 
 const bool = z.preprocess((v) => v === true || v === 'true', z.boolean());
 
+/** A Home Assistant entity id (`sensor.ups_battery_charge`); empty = derived from the prefix. */
+const haEntity = (what: string, pattern: RegExp = ENTITY_ID_PATTERN) =>
+  z.string().trim().optional().default('').refine((v) => v === '' || pattern.test(v), `${what}: a Home Assistant entity id such as sensor.myups_battery_charge`);
+
 export const UPS_NAME_PATTERN = /^[A-Za-z0-9._:@+\-]+$/;
 
 export const DeviceConfigSchema = z
   .object({
     name: z.string().optional().default(''),
-    source: z.enum(['sim', 'nut'], { error: 'source must be "sim" (simulated) or "nut"' }).default('sim'),
+    source: z.enum(['sim', 'nut', 'ha', 'snmp'], { error: 'source must be "sim" (simulated), "nut", "ha" (Home Assistant entities) or "snmp"' }).default('sim'),
     host: z.string().trim().optional().default('127.0.0.1'),
     port: numberField(1, 65535, 3493, 'port'),
     upsName: z.string().trim().optional().default('').refine((v) => v === '' || UPS_NAME_PATTERN.test(v), 'UPS name may contain only letters, digits and . _ : @ + -'),
@@ -59,11 +66,29 @@ export const DeviceConfigSchema = z
     simRuntimeLow: numberField(0, 86400, SIM_DEFAULTS.runtimeLow, 'low-battery runtime (s)'),
     simRechargeHours: numberField(0.001, 1000, SIM_DEFAULTS.rechargeHours, 'recharge time (h)'),
     simSpeed: numberField(0.01, 10000, SIM_DEFAULTS.speed, 'speed factor'),
+    // Home Assistant entities (source 'ha'): the server config node and the entity mapping.
+    haServer: z.string().trim().optional().default(''),
+    haEntityPrefix: haEntity('entity prefix', /^[a-z_]+\.[a-z0-9_]+$/),
+    haStatusEntity: haEntity('status entity'),
+    haChargeEntity: haEntity('battery charge entity'),
+    haRuntimeEntity: haEntity('battery runtime entity'),
+    haLoadEntity: haEntity('load entity'),
+    haInputVoltageEntity: haEntity('input voltage entity'),
+    haOutputVoltageEntity: haEntity('output voltage entity'),
+    haRealPowerEntity: haEntity('real power entity'),
+    haTemperatureEntity: haEntity('temperature entity'),
+    // SNMP agent (source 'snmp'); community and v3 keys are credentials.
+    ...SNMP_CONFIG_FIELDS,
   })
   .superRefine((c, ctx) => {
     if (c.source === 'nut') {
       if (!c.host) ctx.addIssue({ code: 'custom', path: ['host'], message: 'host is required for a NUT UPS' });
       if (!c.upsName) ctx.addIssue({ code: 'custom', path: ['upsName'], message: 'UPS name is required for a NUT UPS (the name in upsd\'s ups.conf, e.g. "ups")' });
+    }
+    if (c.source === 'snmp') for (const i of snmpConfigIssues(c)) ctx.addIssue({ code: 'custom', path: [i.path], message: i.message });
+    if (c.source === 'ha') {
+      if (!c.haServer) ctx.addIssue({ code: 'custom', path: ['haServer'], message: 'choose the Home Assistant server to read the UPS from' });
+      if (!c.haEntityPrefix && !c.haStatusEntity) ctx.addIssue({ code: 'custom', path: ['haEntityPrefix'], message: 'enter the entity prefix (e.g. sensor.myups for HA\'s NUT integration) or at least the status entity' });
     }
   });
 
@@ -72,6 +97,10 @@ export type DeviceConfig = z.infer<typeof DeviceConfigSchema>;
 export interface DeviceCredentials {
   username?: string;
   password?: string;
+  /** SNMP v1/v2c community and v3 keys. */
+  community?: string;
+  authKey?: string;
+  privKey?: string;
 }
 
 /** Validate editor config; throws an Error listing every problem in plain words. */
@@ -83,10 +112,23 @@ export function parseDeviceConfig(raw: unknown): DeviceConfig {
 
 /** The name states and events carry: the configured name, else the UPS name, else "simulated". */
 export function displayName(c: DeviceConfig): string {
+  if (c.source === 'ha') return c.name || (c.haEntityPrefix || c.haStatusEntity).replace(/^[a-z_]+\./, '');
+  if (c.source === 'snmp') return c.name || c.host;
   return c.name || (c.source === 'nut' ? c.upsName : 'simulated');
 }
 
 export function createSource(c: DeviceConfig, creds: DeviceCredentials, now = Date.now()): UpsSource {
+  if (c.source === 'snmp') return createSnmpSource(c, creds);
+  if (c.source === 'ha') {
+    return new HaSource({
+      serverId: c.haServer,
+      timeoutMs: c.timeout * 1000,
+      entities: entityMap(c.haEntityPrefix, {
+        status: c.haStatusEntity, charge: c.haChargeEntity, runtime: c.haRuntimeEntity, load: c.haLoadEntity, inputVoltage: c.haInputVoltageEntity,
+        outputVoltage: c.haOutputVoltageEntity, realPower: c.haRealPowerEntity, temperature: c.haTemperatureEntity,
+      }),
+    });
+  }
   if (c.source === 'sim') {
     return new SimSource(displayName(c), {
       capacityWh: c.simCapacityWh,
@@ -111,12 +153,16 @@ export function createSource(c: DeviceConfig, creds: DeviceCredentials, now = Da
 }
 
 export function createDevice(c: DeviceConfig, creds: DeviceCredentials): UpsDevice {
-  return new UpsDevice(createSource(c, creds), {
+  const source = createSource(c, creds);
+  const device = new UpsDevice(source, {
     name: displayName(c),
     pollMs: c.pollInterval * 1000,
     pollOnBatteryMs: c.pollIntervalOnBattery * 1000,
     commToleranceMs: c.commTolerance * 1000,
   });
+  // A UPS trap (on battery, power restored, low battery…) means: read now, not at the next poll.
+  if (source instanceof SnmpSource) source.onTrap = () => void device.pollNow().catch(() => undefined);
+  return device;
 }
 
 export function voltageThresholds(c: DeviceConfig): VoltageThresholds {

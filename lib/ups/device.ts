@@ -85,6 +85,16 @@ export class UpsDevice {
     return this.inFlight;
   }
 
+  /**
+   * Read as soon as possible because something changed (an SNMP trap): a read already in flight
+   * may predate the change, so a fresh read follows it. The regular poll schedule is not disturbed.
+   */
+  pollNow(): Promise<UpsState> {
+    if (!this.running) return Promise.reject(new Error('the device is not polling'));
+    const busy = this.inFlight;
+    return busy ? busy.catch(() => undefined).then(() => this.poll()) : this.poll();
+  }
+
   private async readOnce(): Promise<UpsState> {
     let state: UpsState;
     try {

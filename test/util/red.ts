@@ -116,8 +116,29 @@ export function threshold(id: string, over: Record<string, unknown> = {}): Recor
   ];
 }
 
+// Home Assistant and MQTT (issue 6): broker and HA server config nodes, publish state.
+export const mqttBrokerNode = require('../../nodes/upsorch-mqtt-broker');
+export const haServerNode = require('../../nodes/upsorch-ha-server');
+export const publishStateNode = require('../../nodes/upsorch-publish-state');
+export const haMqttNodes = [deviceNode, upsInNode, mqttBrokerNode, haServerNode, publishStateNode];
+
 // SSH and libvirt actions (issue 4): SSH host config node, SSH action, libvirt action.
 export const sshHostNode = require('../../nodes/upsorch-ssh-host');
 export const sshActionNode = require('../../nodes/upsorch-ssh');
 export const libvirtActionNode = require('../../nodes/upsorch-libvirt');
 export const sshNodes = [sshHostNode, sshActionNode, libvirtActionNode];
+
+// NUT server and NUT secondaries action (issue 9).
+export const nutServerNode = require('../../nodes/upsorch-nut-server');
+export const nutSecondariesNode = require('../../nodes/upsorch-nut-secondaries');
+export const nutServerNodes = [deviceNode, upsInNode, nutServerNode, nutSecondariesNode];
+
+// Notify (issue 7): channel config node and notify node.
+export const notifyChannelNode = require('../../nodes/upsorch-notify-channel');
+export const notifyNode = require('../../nodes/upsorch-notify');
+export const notifyNodes = [deviceNode, upsInNode, notifyChannelNode, notifyNode];
+
+// SNMP source and UPS command (issue 8): the UPS command action node.
+export const upsCommandNode = require('../../nodes/upsorch-ups-command');
+export const upsCommandNodes = [deviceNode, upsInNode, upsCommandNode];
+

@@ -1,0 +1,303 @@
+/**
+ * Keeps Home Assistant's view of our devices in step with what we have, with as little traffic as
+ * possible (zigbee2mqtt's model):
+ * - discovery configs are retained and compared before publishing: an unchanged config is never
+ *   published again, also not after a restart of the flow;
+ * - every config is re-sent when Home Assistant announces itself (`homeassistant/status` = `online`);
+ * - entities of a device that is gone are removed with an empty retained config;
+ * - device states are retained and published when they change.
+ *
+ * What is on the broker is recorded in a retained index topic of this publisher
+ * (`<base>/publisher/<id>/index`: config topic → hash and device). It is read back after every
+ * connect, so removal and "no duplicate configs" work after a restart of Node-RED, and a broker that
+ * lost its retained messages (restarted without persistence) gets everything again.
+ */
+import { createHash } from 'node:crypto';
+import { MessageHandler, PublishOptions } from './broker';
+import { DiscoveryConfig, DiscoveryContext } from './discovery';
+import { slug } from './topics';
+
+/** The part of the shared broker connection the publisher needs. */
+export interface PublisherBroker {
+  readonly connected: boolean;
+  publish(topic: string, payload: string | Buffer, opts?: PublishOptions): Promise<void>;
+  subscribe(filter: string, handler: MessageHandler): () => void;
+  subscribeAcked(filter: string, handler: MessageHandler): Promise<() => void>;
+}
+
+interface IndexEntry {
+  /** Hash of the retained payload; `state` for a state topic. */
+  h: string;
+  /** The device it belongs to. */
+  d: string;
+}
+
+/** Builds a device's configs; `seen` = its config topics already retained on the broker. */
+export type ConfigBuilder = (seen: ReadonlySet<string>) => DiscoveryConfig[];
+
+interface DeviceRecord {
+  build: ConfigBuilder;
+  stateTopic: string | null;
+  statePayload: string | null;
+  /** The payload last published on the state topic in this session. */
+  statePublished: string | null;
+}
+
+export interface PublisherOptions {
+  /** Stable id of the owner (the publish node's id): names the index topic. */
+  publisherId: string;
+  /** Delay before re-sending everything after Home Assistant came online (ms; HA recommends a short random delay). */
+  resendDelayMs?: number;
+  /** How long to wait for the retained index after subscribing (ms). */
+  indexWaitMs?: number;
+  /** Problems worth telling the user (publish failures). */
+  warn?(text: string): void;
+}
+
+const STATE = 'state';
+
+export function hashPayload(payload: string): string {
+  return createHash('sha256').update(payload).digest('hex').slice(0, 16);
+}
+
+export class DiscoveryPublisher {
+  readonly indexTopic: string;
+  readonly haStatusTopic: string;
+  /** What is retained on the broker, as far as we know (from the index, plus what we published). */
+  private published = new Map<string, IndexEntry>();
+  private indexLoaded = false;
+  private readonly devices = new Map<string, DeviceRecord>();
+  /** Devices allowed to keep their entities while they have not reported yet; null = unknown, remove nothing. */
+  private expected: Set<string> | null = null;
+  private readonly removed = new Set<string>();
+  private queue: Promise<void> = Promise.resolve();
+  private pending = false;
+  private forceNext = false;
+  private resendTimer: NodeJS.Timeout | null = null;
+  private unsubscribeHa: (() => void) | null = null;
+  private stopped = false;
+  /** Wakes a wait in progress (the index read) when the publisher stops. */
+  private readonly stopWaiters = new Set<() => void>();
+  /** Counters for tests and the node status. */
+  readonly stats = { configsPublished: 0, configsRemoved: 0, statesPublished: 0, resends: 0 };
+
+  constructor(private readonly broker: PublisherBroker, readonly ctx: DiscoveryContext, private readonly opts: PublisherOptions) {
+    this.indexTopic = `${ctx.baseTopic}/publisher/${slug(opts.publisherId)}/index`;
+    this.haStatusTopic = `${ctx.discoveryPrefix}/status`;
+  }
+
+  /** Listen for Home Assistant's birth message. Call once; then call connected() after every connect. */
+  start(): void {
+    this.unsubscribeHa = this.broker.subscribe(this.haStatusTopic, (_t, payload, retained) => {
+      // A retained birth message is an old one (HA does not retain it); only a live `online` is a restart.
+      if (retained || payload.toString() !== 'online') return;
+      this.scheduleResend();
+    });
+  }
+
+  /** The broker (re)connected: read the index back and bring the broker up to date. */
+  connected(): void {
+    this.indexLoaded = false;
+    for (const d of this.devices.values()) d.statePublished = null;
+    this.sync();
+  }
+
+  private scheduleResend(): void {
+    if (this.resendTimer || this.stopped) return;
+    const base = this.opts.resendDelayMs ?? 500;
+    this.resendTimer = setTimeout(() => {
+      this.resendTimer = null;
+      this.stats.resends++;
+      this.forceNext = true;
+      for (const d of this.devices.values()) d.statePublished = null;
+      this.sync();
+    }, base + Math.floor(Math.random() * base));
+  }
+
+  /**
+   * Set a device's configs and current state. Configs are published when they differ from what is
+   * retained; the state when it differs from what was last published.
+   */
+  setDevice(id: string, build: ConfigBuilder, stateTopic: string | null, state: Record<string, unknown> | null): void {
+    this.removed.delete(id);
+    const prev = this.devices.get(id);
+    this.devices.set(id, {
+      build,
+      stateTopic,
+      statePayload: state ? JSON.stringify(state) : prev?.statePayload ?? null,
+      statePublished: prev?.statePublished ?? null,
+    });
+    this.sync();
+  }
+
+  /** Only the state changed (cheaper than setDevice: no config comparison). */
+  setState(id: string, state: Record<string, unknown>): void {
+    const d = this.devices.get(id);
+    if (!d) return;
+    d.statePayload = JSON.stringify(state);
+    if (d.statePayload !== d.statePublished) this.sync();
+  }
+
+  hasDevice(id: string): boolean {
+    return this.devices.has(id);
+  }
+
+  /** Config topics of a device retained on the broker (so entities are never dropped and re-created). */
+  private seenTopics(id: string): Set<string> {
+    const topics = new Set<string>();
+    for (const [topic, e] of this.published) if (e.d === id && e.h !== STATE) topics.add(topic);
+    return topics;
+  }
+
+  /**
+   * The devices that may keep their entities even before they report (configured UPSes, wired UPS in
+   * nodes, plans). Entities of any other device that is not live are removed at the next sync.
+   */
+  setExpected(ids: Iterable<string>): void {
+    this.expected = new Set(ids);
+    this.sync();
+  }
+
+  /** Remove one device's entities and state now. */
+  removeDevice(id: string): void {
+    this.devices.delete(id);
+    this.removed.add(id);
+    this.expected?.delete(id);
+    this.sync();
+  }
+
+  /** Remove every entity this publisher owns, and its index (the node was deleted). Resolves when done. */
+  async removeAll(): Promise<void> {
+    for (const id of [...this.devices.keys()]) this.removed.add(id);
+    this.devices.clear();
+    this.expected = new Set();
+    for (const e of this.published.values()) this.removed.add(e.d);
+    this.sync();
+    await this.idle();
+    if (this.broker.connected && this.indexLoaded) {
+      await this.broker.publish(this.indexTopic, '', { retain: true, qos: 1 }).catch(() => undefined);
+    }
+  }
+
+  /** Resolves when every queued sync has finished. */
+  async idle(): Promise<void> {
+    let q: Promise<void>;
+    do {
+      q = this.queue;
+      await q;
+    } while (q !== this.queue);
+  }
+
+  /** Stop: no more publishing; a sync in progress ends at its next step. Leaves no timer behind. */
+  stop(): void {
+    this.stopped = true;
+    for (const w of [...this.stopWaiters]) w();
+    this.stopWaiters.clear();
+    if (this.resendTimer) clearTimeout(this.resendTimer);
+    this.resendTimer = null;
+    this.unsubscribeHa?.();
+    this.unsubscribeHa = null;
+  }
+
+  /** Queue one sync; several requests while one is queued collapse into it. */
+  private sync(): void {
+    if (this.pending) return;
+    this.pending = true;
+    this.queue = this.queue.then(async () => {
+      this.pending = false;
+      if (!this.broker.connected || this.stopped) return;
+      try {
+        await this.syncOnce();
+      } catch (err) {
+        if (!this.stopped) this.opts.warn?.(`MQTT discovery: ${(err as Error).message}`);
+      }
+    });
+  }
+
+  private async loadIndex(): Promise<void> {
+    const wait = this.opts.indexWaitMs ?? 500;
+    let got: string | null = null;
+    let wake: () => void = () => undefined;
+    const arrived = new Promise<void>((r) => (wake = r));
+    const undo = await this.broker.subscribeAcked(this.indexTopic, (_t, payload) => {
+      got = payload.toString();
+      wake();
+    });
+    let timer: NodeJS.Timeout | undefined;
+    let onStop: () => void = () => undefined;
+    await Promise.race([arrived, new Promise<void>((r) => (timer = setTimeout(r, wait))), new Promise<void>((r) => this.stopWaiters.add((onStop = r)))]);
+    clearTimeout(timer);
+    this.stopWaiters.delete(onStop);
+    undo();
+    if (this.stopped) throw new Error('stopped');
+    const index = new Map<string, IndexEntry>();
+    if (got) {
+      try {
+        const parsed = JSON.parse(got) as Record<string, IndexEntry>;
+        for (const [topic, e] of Object.entries(parsed)) {
+          if (e && typeof e.h === 'string' && typeof e.d === 'string') index.set(topic, { h: e.h, d: e.d });
+        }
+      } catch {
+        /* unreadable index: treat as empty (everything is re-published once) */
+      }
+    }
+    this.published = index;
+    this.indexLoaded = true;
+  }
+
+  private async syncOnce(): Promise<void> {
+    if (!this.indexLoaded) await this.loadIndex();
+    const force = this.forceNext;
+    this.forceNext = false;
+    let indexChanged = false;
+    const desired = new Map<string, DiscoveryConfig>();
+    for (const [id, d] of this.devices) for (const c of d.build(this.seenTopics(id))) desired.set(c.topic, c);
+
+    // 1. configs that are new or changed (all of them after Home Assistant restarted)
+    for (const [topic, c] of desired) {
+      const json = JSON.stringify(c.payload);
+      const h = hashPayload(json);
+      const known = this.published.get(topic);
+      if (!force && known && known.h === h) continue;
+      if (this.stopped) return;
+      await this.broker.publish(topic, json, { retain: true, qos: 1 });
+      this.stats.configsPublished++;
+      if (!known || known.h !== h || known.d !== c.device) indexChanged = true;
+      this.published.set(topic, { h, d: c.device });
+    }
+
+    // 2. states (retained), after the configs so HA has the entities when the state arrives
+    for (const [id, d] of this.devices) {
+      if (!d.stateTopic || d.statePayload === null || d.statePayload === d.statePublished) continue;
+      if (this.stopped) return;
+      await this.broker.publish(d.stateTopic, d.statePayload, { retain: true, qos: 0 });
+      this.stats.statesPublished++;
+      d.statePublished = d.statePayload;
+      const known = this.published.get(d.stateTopic);
+      if (!known || known.d !== id || known.h !== STATE) {
+        this.published.set(d.stateTopic, { h: STATE, d: id });
+        indexChanged = true;
+      }
+    }
+
+    // 3. entities of devices that are gone: removed explicitly, or neither live nor expected
+    const live = new Set(this.devices.keys());
+    for (const [topic, e] of [...this.published]) {
+      if (desired.has(topic)) continue;
+      const dev = this.devices.get(e.d);
+      if (dev && (e.h === STATE ? dev.stateTopic === topic : false)) continue;
+      const gone = this.removed.has(e.d) || (!live.has(e.d) && this.expected !== null && !this.expected.has(e.d));
+      // A config a live device no longer has (its table changed) goes too.
+      const dropped = live.has(e.d) && e.h !== STATE;
+      if (!gone && !dropped) continue;
+      await this.broker.publish(topic, '', { retain: true, qos: 1 });
+      if (e.h !== STATE) this.stats.configsRemoved++;
+      this.published.delete(topic);
+      indexChanged = true;
+    }
+
+    if (indexChanged) {
+      await this.broker.publish(this.indexTopic, JSON.stringify(Object.fromEntries(this.published)), { retain: true, qos: 1 });
+    }
+  }
+}

@@ -1,0 +1,143 @@
+/**
+ * NUT server config node: serves up to four UPS devices over the NUT network protocol, so NAS
+ * boxes and stock upsmon secondaries follow this orchestrator (FSD included). One TCP server per
+ * config node; it subscribes to its UPS devices for as long as it runs. The "NUT secondaries"
+ * action finds the running server through this node.
+ */
+import * as os from 'node:os';
+import { HttpRequest, HttpResponse, NodeAPI, UpsDeviceNode, errorText } from './red';
+import { NutServer, ServedUps } from '../lib/nutserver/server';
+import { ServerCredentials, connectionString, isWildcard, parseServerConfig } from '../lib/nutserver/config';
+import { nutCommands, simCommands } from '../lib/nutserver/commands';
+import { UpsState } from '../lib/ups/state';
+import { NutServerNode } from './nut-server-types';
+
+/** upsd's MAXAGE is 15 s; a device polled less often than that must not look stale between polls. */
+function maxAgeFor(dev: UpsDeviceNode): number {
+  const c = dev.config!;
+  return Math.max(15_000, 3 * Math.max(c.pollInterval, c.pollIntervalOnBattery) * 1000 + c.timeout * 1000);
+}
+
+export = function register(RED: NodeAPI): void {
+  function NutServerConfigNode(this: NutServerNode, raw: Record<string, unknown>): void {
+    RED.nodes.createNode(this, raw);
+    const node = this;
+    const unsubscribes: Array<() => Promise<void>> = [];
+    let server: NutServer | undefined;
+    const refusedLogged = new Map<string, number>();
+    try {
+      const cfg = parseServerConfig(raw, (node.credentials ?? {}) as ServerCredentials);
+      const served: ServedUps[] = cfg.ups.map((slot, i) => {
+        const dev = RED.nodes.getNode(slot.device) as UpsDeviceNode | null;
+        if (!dev) throw new Error(`UPS ${i + 1} ("${slot.name}"): the selected UPS device does not exist (deleted or not deployed)`);
+        if (dev.configError || !dev.config) throw new Error(`UPS ${i + 1} ("${slot.name}"): ${dev.configError ?? 'invalid UPS device'}`);
+        let latest: UpsState | undefined;
+        unsubscribes.push(dev.subscribe((s) => (latest = s)));
+        const c = dev.config;
+        const creds = (dev.credentials ?? {}) as { username?: string; password?: string };
+        const commands = c.source === 'sim'
+          ? simCommands((cmd, value) => dev.simulate(cmd, value))
+          : nutCommands({
+            host: c.host, port: c.port, ups: c.upsName, username: creds.username || undefined, password: creds.password || undefined,
+            starttls: c.starttls, tls: { verify: c.tlsVerify, fingerprint: c.tlsFingerprint || undefined }, timeoutMs: c.timeout * 1000,
+          });
+        return { name: slot.name, description: slot.description || undefined, state: () => latest, maxAgeMs: maxAgeFor(dev), commands };
+      });
+      server = new NutServer({
+        host: cfg.host, port: cfg.port, ups: served, users: cfg.users, allow: cfg.allow, idleTimeoutMs: cfg.idleTimeoutMs, maxConnections: cfg.maxConnections,
+      });
+      node.upsorchNutServer = server;
+      server.on('login', (c) => node.log(`${c.username}@${c.address} logged in to ${c.ups}`));
+      server.on('logout', (c) => node.log(`${c.username}@${c.address} left ${c.ups} (${c.reason})`));
+      server.on('fsd', (e) => node.warn(`FSD raised on ${e.ups} by ${e.by}`));
+      server.on('fsd-cleared', (e) => node.log(`FSD cleared on ${e.ups}`));
+      server.on('instcmd', (e) => (e.ok ? node.log(`${e.by} ran ${e.cmd} on ${e.ups}`) : node.warn(`${e.by} ran ${e.cmd} on ${e.ups}: failed: ${e.error}`)));
+      server.on('refused', (e) => {
+        // One line per address and minute: a scanner must not flood the log.
+        const now = Date.now();
+        if (now - (refusedLogged.get(e.address) ?? 0) < 60_000) return;
+        refusedLogged.set(e.address, now);
+        if (refusedLogged.size > 1000) refusedLogged.clear();
+        node.warn(`refused a connection from ${e.address}: ${e.reason}`);
+      });
+      server.on('error', (e) => node.error(`NUT server: ${errorText(e)}`));
+      if (isWildcard(cfg.host) && cfg.allow.length === 0) {
+        node.warn(`listening on every interface (${cfg.host}) without an allow-list: any host that reaches port ${cfg.port} can read the UPS`);
+      }
+      server.listen().then(
+        (a) => node.log(`serving ${cfg.ups.map((u) => u.name).join(', ')} on ${a.address}:${a.port}`),
+        (e) => {
+          node.listenError = errorText(e);
+          node.error(`NUT server: ${node.listenError}`);
+        },
+      );
+    } catch (err) {
+      node.configError = errorText(err);
+      node.error(node.configError);
+    }
+
+    node.on('close', (_removed, done) => {
+      const s = server;
+      server = undefined;
+      delete node.upsorchNutServer;
+      // Free the port first (a redeploy binds it again at once), then let the devices go.
+      const pending = unsubscribes.splice(0).map((u) => u().catch(() => undefined));
+      (s ? s.close() : Promise.resolve()).then(() => Promise.all(pending)).finally(() => done());
+    });
+  }
+
+  const credentials: Record<string, { type: 'password' }> = {};
+  for (const i of [1, 2, 3, 4]) credentials[`password${i}`] = { type: 'password' };
+  RED.nodes.registerType('upsorch-nut-server', NutServerConfigNode, { credentials });
+
+  // The dialog's live view: where it listens, what a NAS must enter, who is logged in. No secrets.
+  RED.httpAdmin.post('/upsorch-nut-server/status', RED.auth.needsPermission('upsorch-nut-server.write'), (req: HttpRequest, res: HttpResponse) => {
+    res.json(status(RED, req.body ?? {}));
+  });
+  RED.httpAdmin.post('/upsorch-nut-server/clear-fsd', RED.auth.needsPermission('upsorch-nut-server.write'), (req: HttpRequest, res: HttpResponse) => {
+    const n = typeof req.body?.id === 'string' ? (RED.nodes.getNode(req.body.id) as NutServerNode | null) : null;
+    const s = n?.upsorchNutServer;
+    if (!s) return res.json({ ok: false, message: 'this NUT server is not deployed' });
+    try {
+      const cleared = s.upsNames.filter((u) => s.clearFsd(u));
+      res.json({ ok: true, message: cleared.length ? `FSD cleared on ${cleared.join(', ')}` : 'FSD was not raised' });
+    } catch (e) {
+      res.json({ ok: false, message: errorText(e) });
+    }
+  });
+};
+
+/** Addresses of this machine a NAS could use, for the connection string of a wildcard bind. */
+function ownAddresses(): string[] {
+  const out: string[] = [];
+  for (const list of Object.values(os.networkInterfaces())) {
+    for (const a of list ?? []) if (!a.internal && a.family === 'IPv4') out.push(a.address);
+  }
+  return out;
+}
+
+function status(RED: NodeAPI, body: Record<string, unknown>): Record<string, unknown> {
+  const n = typeof body.id === 'string' ? (RED.nodes.getNode(body.id) as NutServerNode | null) : null;
+  if (!n) return { ok: false, deployed: false, message: 'not deployed yet: deploy to start the server' };
+  if (n.configError) return { ok: false, deployed: true, message: n.configError };
+  const s = n.upsorchNutServer;
+  if (!s) return { ok: false, deployed: true, message: 'the server is stopped' };
+  const bound = s.address;
+  if (!bound) return { ok: false, deployed: true, message: n.listenError ?? 'starting…' };
+  const hosts = isWildcard(s.opts.host) ? ownAddresses() : [bound.address];
+  return {
+    ok: true,
+    deployed: true,
+    address: bound.address,
+    port: bound.port,
+    localOnly: bound.address === '127.0.0.1' || bound.address === '::1',
+    connections: s.connectionCount,
+    stats: s.stats,
+    ups: s.upsNames.map((u) => ({
+      name: u,
+      connect: hosts.map((h) => connectionString(u, h, bound.port)),
+      fsd: s.fsd(u),
+      clients: s.clients(u).map((c) => ({ username: c.username, address: c.address, since: c.since })),
+    })),
+  };
+}

@@ -1,0 +1,336 @@
+/**
+ * "Publish state": UPSes and plans as Home Assistant devices over MQTT discovery, plan controls
+ * from Home Assistant, and UPS events / run steps fired on Home Assistant's event bus over its
+ * websocket. Input: UPS states and events from UPS in nodes; it can also subscribe to UPS devices
+ * and plans directly. Output: one message per command from Home Assistant, with its outcome.
+ */
+import { z } from 'zod';
+import { Node, NodeAPI, NodeMessage, PlanNode, UpsDeviceNode, errorText, shortStatus } from './red';
+import { EachNode, FlowNodeConfig, HaServerNode, MqttBrokerNode } from './ha-mqtt-types';
+import { UpsState } from '../lib/ups/state';
+import { EventTracker, UpsEvent } from '../lib/ups/events';
+import { DiscoveryContext, UPS_ENTITIES, packageOrigin, upsDeviceBlock, upsDeviceId, upsDiscovery, upsStatePayload, upsStateTopic } from '../lib/mqtt/discovery';
+import { DiscoveryPublisher } from '../lib/mqtt/publisher';
+import { CommandReport, PlanControl, PlanHandle, planDeviceId, planTopic } from '../lib/mqtt/plan';
+import { parseInput } from '../lib/mqtt/ups-input';
+import { slug } from '../lib/mqtt/topics';
+import { HA_EVENT_TYPE, runEventData, upsEventData } from '../lib/ha/events';
+import { RunEvent } from '../lib/plan/types';
+
+const ref = z.preprocess((v) => (typeof v === 'string' ? v.trim() : ''), z.string());
+const PublishConfig = z
+  .object({
+    broker: ref,
+    haServer: ref,
+    ups1: ref,
+    ups2: ref,
+    ups3: ref,
+    ups4: ref,
+    plan1: ref,
+    plan2: ref,
+    haEvents: z.preprocess((v) => v !== false && v !== 'false', z.boolean()).default(true),
+  })
+  .refine((c) => c.broker || c.haServer, 'choose an MQTT broker (for Home Assistant discovery) and/or a Home Assistant server (for events)');
+
+/** How long deleting the node may spend removing its entities (Node-RED allows 15 s for close). */
+const REMOVE_TIMEOUT_MS = 5000;
+
+export = function register(RED: NodeAPI): void {
+  function PublishStateNode(this: Node, raw: Record<string, unknown>): void {
+    RED.nodes.createNode(this, raw);
+    const node = this;
+    const problems: string[] = [];
+    const parsed = PublishConfig.safeParse(raw);
+    if (!parsed.success) problems.push(parsed.error.issues[0]?.message ?? 'invalid configuration');
+    const cfg = parsed.success ? parsed.data : undefined;
+
+    const lookup = <T>(id: string, what: string): T | null => {
+      if (!id) return null;
+      const n = RED.nodes.getNode(id) as (T & { configError?: string }) | null;
+      if (!n) problems.push(`the selected ${what} does not exist (deleted or not deployed)`);
+      else if (n.configError) problems.push(`${what}: ${n.configError}`);
+      return n && !n.configError ? n : null;
+    };
+    const brokerNode = cfg ? lookup<MqttBrokerNode>(cfg.broker, 'MQTT broker') : null;
+    const haNode = cfg ? lookup<HaServerNode>(cfg.haServer, 'Home Assistant server') : null;
+    const devices = cfg ? [cfg.ups1, cfg.ups2, cfg.ups3, cfg.ups4].map((id) => lookup<UpsDeviceNode>(id, 'UPS device')).filter((d): d is UpsDeviceNode => !!d) : [];
+    const planNodes = cfg ? [cfg.plan1, cfg.plan2].map((id) => lookup<PlanNode>(id, 'plan')).filter((p): p is PlanNode => !!p) : [];
+
+    const broker = brokerNode?.broker ?? null;
+    const ha = haNode?.client ?? null;
+    const ctx: DiscoveryContext | null = broker
+      ? { baseTopic: broker.settings.baseTopic, discoveryPrefix: broker.settings.discoveryPrefix, availabilityTopic: broker.availabilityTopic, origin: packageOrigin() }
+      : null;
+    const publisher = broker && ctx ? new DiscoveryPublisher(broker, ctx, { publisherId: node.id, warn: (t) => node.warn(t) }) : null;
+
+    // ---- status: MQTT and HA connection, what is published
+    let mqttStatus = broker?.status ?? null;
+    let haStatus = ha?.status ?? null;
+    let inputError: string | null = null;
+    const upsStates = new Map<string, UpsState>();
+    const controls: PlanControl[] = [];
+    const showStatus = () => {
+      if (problems.length) return node.status({ fill: 'red', shape: 'ring', text: shortStatus(problems[0]) });
+      const what = `${upsStates.size} UPS${controls.length ? ` · ${controls.length} plan${controls.length > 1 ? 's' : ''}` : ''}`;
+      const bad = [mqttStatus && mqttStatus.state !== 'connected' ? `MQTT: ${mqttStatus.text}` : null, haStatus && haStatus.state !== 'connected' ? `HA: ${haStatus.text}` : null].filter(Boolean) as string[];
+      if (inputError) return node.status({ fill: 'red', shape: 'ring', text: shortStatus(`${what} · ${inputError}`) });
+      if (bad.length) {
+        const failing = (mqttStatus && mqttStatus.state === 'disconnected') || (haStatus && (haStatus.state === 'disconnected' || haStatus.state === 'auth_failed'));
+        return node.status({ fill: failing ? 'red' : 'yellow', shape: 'ring', text: shortStatus(bad.join(' · ')) });
+      }
+      node.status({ fill: 'green', shape: 'dot', text: `${what} · ${[broker ? 'MQTT' : null, ha ? 'HA' : null].filter(Boolean).join(' + ')} connected` });
+    };
+    if (problems.length) {
+      node.error(problems.join('; '));
+      showStatus();
+    }
+
+    // ---- UPS devices on MQTT
+    const shapes = new Map<string, string>();
+    /** Devices that arrived as messages (removed when their UPS in node is deleted). */
+    const fromMsg = new Set<string>();
+    let expected = new Set<string>();
+
+    const publishUps = (s: UpsState) => {
+      if (!ctx || !publisher) return;
+      const id = upsDeviceId(ctx, s.ups);
+      upsStates.set(id, s);
+      // Configs change only with the device's identity or which readings it reports.
+      const shape = JSON.stringify([upsDeviceBlock(ctx, s), UPS_ENTITIES.map((d) => (d.whenPresent ? s[d.whenPresent] !== null : true))]);
+      if (shape !== shapes.get(id) || !publisher.hasDevice(id)) {
+        shapes.set(id, shape);
+        publisher.setDevice(id, (seen) => upsDiscovery(ctx, upsStates.get(id) ?? s, seen), upsStateTopic(ctx, s.ups), upsStatePayload(s));
+      } else {
+        publisher.setState(id, upsStatePayload(s));
+      }
+      for (const c of controls) c.refresh();
+    };
+
+    const lowestRuntime = (): number | null => {
+      let min: number | null = null;
+      for (const s of upsStates.values()) {
+        if (s.comm !== 'ok' || s.runtime === null || s.untrusted.includes('runtime')) continue;
+        min = min === null ? s.runtime : Math.min(min, s.runtime);
+      }
+      return min;
+    };
+
+    // ---- events: MQTT event topics and Home Assistant's event bus
+    let lastFireError: string | null = null;
+    const fire = (data: Record<string, unknown>): Promise<void> => {
+      if (!ha || !cfg?.haEvents) return Promise.resolve();
+      return ha.fireEvent(HA_EVENT_TYPE, data).then(
+        () => {
+          lastFireError = null;
+        },
+        (err) => {
+          const text = `cannot fire ${HA_EVENT_TYPE}: ${errorText(err)}`;
+          if (text !== lastFireError) node.warn(text);
+          lastFireError = text;
+          throw err;
+        },
+      );
+    };
+    const upsEvent = (e: UpsEvent, s?: UpsState): Promise<void> => {
+      if (ctx && broker?.connected) {
+        broker.publish(`${ctx.baseTopic}/ups/${slug(e.ups)}/event`, JSON.stringify({ event: e.event, severity: e.severity, message: e.message, at: new Date(e.ts).toISOString() })).catch(() => undefined);
+      }
+      return fire(upsEventData(e, s ?? [...upsStates.values()].find((x) => x.ups === e.ups)));
+    };
+    const runEvent = (e: RunEvent) => {
+      if (e.type === 'plan-state') return;
+      if (ctx && broker?.connected) {
+        broker.publish(`${planTopic(ctx, e.plan.id)}/event`, JSON.stringify(runEventData(e))).catch(() => undefined);
+      }
+      fire(runEventData(e)).catch(() => undefined);
+    };
+
+    // ---- wiring it up
+    const stops: Array<() => void | Promise<void>> = [];
+    const working = !problems.length && !!cfg;
+    if (working) {
+      if (broker && publisher) {
+        publisher.start();
+        let lastWarned = '';
+        const user = {
+          status: (s: typeof mqttStatus) => {
+            mqttStatus = s;
+            showStatus();
+            // The status line is short; the full reason goes to the log once per distinct problem.
+            if (s && s.state === 'disconnected' && s.text !== 'not connected' && s.text !== lastWarned) node.warn(`MQTT: ${s.text}`);
+            if (s) lastWarned = s.state === 'connected' ? '' : s.text === 'not connected' ? lastWarned : s.text;
+          },
+          connected: () => publisher.connected(),
+        };
+        broker.register(user);
+        stops.push(() => broker.deregister(user));
+      }
+      if (ha) {
+        let lastWarned = '';
+        const user = {
+          status: (s: typeof haStatus) => {
+            haStatus = s;
+            showStatus();
+            if (s && (s.state === 'disconnected' || s.state === 'auth_failed') && s.text !== 'not connected' && s.text !== lastWarned) node.warn(`Home Assistant: ${s.text}`);
+            if (s) lastWarned = s.state === 'connected' ? '' : s.text === 'not connected' ? lastWarned : s.text;
+          },
+        };
+        ha.register(user);
+        stops.push(() => ha.deregister(user));
+      }
+      for (const dev of devices) {
+        const tracker = new EventTracker(dev.thresholds);
+        try {
+          const unsubscribe = dev.subscribe((s) => {
+            inputError = null; // a bad input message shows until the next state
+            publishUps(s);
+            if (!ctx) upsStates.set(s.ups, s);
+            for (const e of tracker.update(s)) upsEvent(e, s).catch(() => undefined);
+            showStatus();
+          });
+          stops.push(unsubscribe);
+        } catch (err) {
+          problems.push(errorText(err));
+        }
+      }
+      for (const p of planNodes) {
+        const handle = planHandle(p);
+        if (publisher) {
+          const control = new PlanControl(broker!, publisher, handle, {
+            runtime: lowestRuntime,
+            onCommand: (r) => commandReport(r),
+          });
+          control.start();
+          controls.push(control);
+          stops.push(() => control.stop());
+        }
+        stops.push(p.plan.subscribe(runEvent));
+      }
+      showStatus();
+    }
+
+    function commandReport(r: CommandReport): void {
+      if (!r.accepted) node.warn(`Home Assistant: plan "${r.plan.name}": ${r.message}`);
+      node.send({ topic: 'command', payload: r } as NodeMessage);
+      fire({ kind: 'command', plan: r.plan.name, plan_id: r.plan.id, command: r.command, accepted: r.accepted, message: r.message, at: new Date().toISOString() }).catch(() => undefined);
+    }
+
+    // ---- which devices may keep their entities: configured UPSes and plans, and the UPSes of the
+    // UPS in nodes wired (directly or through other nodes) to this one. Re-evaluated on every deploy,
+    // so deleting a UPS in node removes its UPS from Home Assistant.
+    const computeExpected = (): Set<string> => {
+      const ids = new Set<string>();
+      if (!ctx) return ids;
+      for (const d of devices) ids.add(upsDeviceId(ctx, d.upsName));
+      for (const p of planNodes) ids.add(planDeviceId(ctx, p.id));
+      const all = new Map<string, FlowNodeConfig>();
+      (RED.nodes as unknown as EachNode).eachNode((n) => all.set(n.id, n));
+      const preds = new Map<string, string[]>();
+      const edge = (from: string, to: string) => {
+        const l = preds.get(to);
+        if (l) l.push(from);
+        else preds.set(to, [from]);
+      };
+      for (const n of all.values()) {
+        if (n.d === true) continue;
+        for (const out of n.wires ?? []) for (const to of out ?? []) edge(n.id, to);
+        if (n.type === 'link in' && Array.isArray(n.links)) for (const from of n.links as string[]) edge(from, n.id);
+      }
+      const seen = new Set<string>([node.id]);
+      const queue = [node.id];
+      while (queue.length) {
+        const cur = queue.shift()!;
+        for (const p of preds.get(cur) ?? []) {
+          if (seen.has(p)) continue;
+          seen.add(p);
+          queue.push(p);
+          const cfgNode = all.get(p);
+          if (cfgNode?.type === 'upsorch-ups-in' && typeof cfgNode.ups === 'string') {
+            const dev = RED.nodes.getNode(cfgNode.ups) as UpsDeviceNode | null;
+            if (dev) ids.add(upsDeviceId(ctx, dev.upsName));
+          }
+        }
+      }
+      return ids;
+    };
+    const onFlowsStarted = () => {
+      if (!publisher || !working) return;
+      const next = computeExpected();
+      for (const id of [...fromMsg]) {
+        if (expected.has(id) && !next.has(id)) {
+          fromMsg.delete(id);
+          upsStates.delete(id);
+          shapes.delete(id);
+          publisher.removeDevice(id);
+        }
+      }
+      expected = next;
+      publisher.setExpected(next);
+      showStatus();
+    };
+    RED.events.on('flows:started', onFlowsStarted);
+
+    node.on('input', (msg, send, done) => {
+      if (!working) {
+        done(new Error(`this node is not working: ${problems[0] ?? 'invalid configuration'}`));
+        return;
+      }
+      const input = parseInput(msg.payload);
+      if (input.kind === 'invalid') {
+        inputError = input.error;
+        showStatus();
+        done(new Error(input.error));
+        return;
+      }
+      inputError = null;
+      if (input.kind === 'state') {
+        if (ctx) fromMsg.add(upsDeviceId(ctx, input.state.ups));
+        publishUps(input.state);
+        if (!ctx) upsStates.set(input.state.ups, input.state);
+        showStatus();
+        done();
+        return;
+      }
+      upsEvent(input.event).then(() => done(), (err) => done(err instanceof Error ? err : new Error(errorText(err))));
+    });
+
+    node.on('close', (removed, done) => {
+      RED.events.removeListener('flows:started', onFlowsStarted);
+      const finish = async () => {
+        if (removed && publisher && broker?.connected) {
+          // The node was deleted: its devices leave Home Assistant (empty retained configs).
+          let timer: NodeJS.Timeout | undefined;
+          await Promise.race([publisher.removeAll(), new Promise((r) => (timer = setTimeout(r, REMOVE_TIMEOUT_MS)))]).catch(() => undefined);
+          clearTimeout(timer);
+        }
+        publisher?.stop();
+        for (const s of stops.splice(0).reverse()) {
+          try {
+            await s();
+          } catch {
+            /* keep closing */
+          }
+        }
+      };
+      finish().finally(() => done());
+    });
+  }
+
+  RED.nodes.registerType('upsorch-publish-state', PublishStateNode);
+};
+
+/** The plan config node as the Home Assistant layer sees it (lib/mqtt/plan.ts PlanHandle). */
+function planHandle(p: PlanNode): PlanHandle {
+  return {
+    id: p.id,
+    get name() {
+      return p.plan.name;
+    },
+    status: () => p.plan.status(),
+    subscribe: (fn) => p.plan.subscribe(fn),
+    request: (req) => p.request(req),
+    cancel: (by) => p.cancel(by),
+    setArmed: (armed, by) => p.plan.setArmed(armed, by),
+    expectedDurationMs: (direction) => p.expectedDurationMs(direction),
+  };
+}

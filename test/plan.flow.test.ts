@@ -1,0 +1,249 @@
+/**
+ * A whole plan in the real Node-RED runtime, against real peers: inject → phase 1 (libvirt: two
+ * domains in parallel, through a real sshd to a real libvirtd test driver) → phase 2 (SSH: NAS
+ * preset) → phase 3 (SSH: host). What a user sees: the order, the domains' states, the commands that
+ * reach the hosts, the run report, dry-run, one run at a time, cancel, a restart mid-run, the
+ * mirrored startup, and failures (host key, client key, unreachable host, a hanging command).
+ */
+import { strict as assert } from 'node:assert';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { SshdPeer } from './peers/sshd';
+import { LibvirtPeer } from './peers/libvirt';
+import { Collector, helper, ourNodes, sleep, sshNodes } from './util/red';
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const planNode = require('../nodes/upsorch-plan');
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const phaseNode = require('../nodes/upsorch-phase');
+const NODES = [...ourNodes, ...sshNodes, planNode, phaseNode];
+
+describe('a plan of phases with real SSH and libvirt actions', function () {
+  this.timeout(90_000);
+  let sshd: SshdPeer;
+  let lv: LibvirtPeer;
+  let userDir: string;
+  let seq = 0;
+
+  before(async function () {
+    this.timeout(60_000);
+    [sshd, lv] = await Promise.all([SshdPeer.start(), LibvirtPeer.start()]);
+  });
+  after(async () => {
+    await Promise.all([sshd?.stop(), lv?.stop()]);
+  });
+  beforeEach(() => {
+    userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'upsorch-plan-flow-'));
+    helper.settings({ userDir });
+  });
+  afterEach(async () => {
+    await helper.unload();
+    sshd.clearLogs();
+    fs.rmSync(userDir, { recursive: true, force: true });
+    helper.settings({ userDir: undefined });
+  });
+
+  /** Fresh domains for one test (the libvirtd is shared by the file). */
+  async function domains(bases: string[], running = true): Promise<string[]> {
+    seq++;
+    const names = bases.map((b) => `${b}-p${seq}`);
+    for (const n of names) await lv.define(n, running);
+    return names;
+  }
+
+  const sshHost = (id: string, name: string, over: Record<string, unknown> = {}) => ({ id, type: 'upsorch-ssh-host', name, host: '127.0.0.1', port: sshd.port, username: 'root', fingerprint: sshd.hostKeyFingerprint, timeout: 5, ...over });
+  const phase = (id: string, name: string, actions: string[], done: string[], over: Record<string, unknown> = {}) => ({
+    id, type: 'upsorch-phase', name, plan: 'plan', mode: 'parallel', stepDelay: 0, wait: true, onFailure: 'continue', timeout: '', pointOfNoReturn: false,
+    direction: 'both', gate: false, gateUps: '', gateRuntime: 10, wires: [actions, done], ...over,
+  });
+  const libvirt = (id: string, names: string[], over: Record<string, unknown> = {}) => ({
+    id, type: 'upsorch-libvirt', name: 'VMs', connection: 'ssh', sshHost: 'kvm', uri: lv.uri, names, patterns: [], exclude: [], allRunning: false,
+    shutdownOp: 'shutdown', startupOp: 'start', mode: '', timeout: 10, force: true, concurrency: 4, commandTimeout: 10, poll: 0.2, wires: [[]], ...over,
+  });
+  const ssh = (id: string, name: string, host: string, preset: string, over: Record<string, unknown> = {}) => ({
+    id, type: 'upsorch-ssh', name, host, preset, timeout: 10, waitDown: false, waitDownTimeout: 20, startup: 'none', wires: [[]], ...over,
+  });
+
+  /** VMs (libvirt, two domains) → NAS (SSH, Synology preset) → host (SSH, Linux poweroff). */
+  function homelab(vms: string[], over: { vms?: Record<string, unknown>; nas?: Record<string, unknown>; host?: Record<string, unknown>; phases?: Record<string, Record<string, unknown>>; hosts?: Record<string, Record<string, unknown>> } = {}) {
+    return [
+      { id: 'plan', type: 'upsorch-plan', name: 'homelab', armed: true, allowRemote: false, stateDir: '' },
+      sshHost('kvm', 'kvm1', over.hosts?.kvm),
+      sshHost('nas-host', 'nas', over.hosts?.nas),
+      sshHost('srv-host', 'server', over.hosts?.srv),
+      phase('p1', 'VMs', ['a-vms'], ['p2', 'out1'], over.phases?.p1),
+      libvirt('a-vms', vms, over.vms),
+      phase('p2', 'NAS', ['a-nas'], ['p3', 'out2'], over.phases?.p2),
+      ssh('a-nas', 'NAS', 'nas-host', 'synology', over.nas),
+      phase('p3', 'host', ['a-host'], ['out3'], over.phases?.p3),
+      ssh('a-host', 'host', 'srv-host', 'linux', over.host),
+      { id: 'out1', type: 'helper' },
+      { id: 'out2', type: 'helper' },
+      { id: 'out3', type: 'helper' },
+    ];
+  }
+  const creds = (hosts: Record<string, string> = {}) => ({ kvm: { privateKey: hosts.kvm ?? sshd.clientKey }, 'nas-host': { privateKey: hosts.nas ?? sshd.clientKey }, 'srv-host': { privateKey: hosts.srv ?? sshd.clientKey } });
+  async function load(flow: Record<string, unknown>[], c = creds()) {
+    await helper.load(NODES, flow, c);
+    return { first: new Collector('out1'), second: new Collector('out2'), last: new Collector('out3') };
+  }
+  const report = async (c: Collector, from = 0, ms = 60_000) => (await c.waitFor((m) => m.topic === 'run-report', ms, from, 'the run report')).msg.payload;
+  const results = (r: any) => Object.fromEntries(r.phases.flatMap((p: any) => p.actions.flatMap((a: any) => a.results)).map((x: any) => [x.target, x]));
+  const powerCommands = () => sshd.commands().filter((c) => / (shutdown|destroy|start) --domain |synoshutdown|poweroff/.test(c));
+
+  it('inject → VMs (two domains in parallel) → NAS → host: in order, each phase after the previous reported; domains end shut off', async () => {
+    const [a, b] = await domains(['web', 'db']);
+    const out = await load(homelab([a, b]));
+    helper.getNode('p1').receive({ topic: 'shutdown' });
+    const r = await report(out.last);
+    assert.equal(r.state, 'done', JSON.stringify(r.phases, null, 1));
+    assert.equal(r.direction, 'shutdown');
+    assert.deepEqual(r.phases.map((p: any) => [p.name, p.state]), [['VMs', 'done'], ['NAS', 'done'], ['host', 'done']]);
+    const [p1, p2, p3] = r.phases;
+    assert.ok(p2.startedAt >= p1.endedAt, 'the NAS phase starts after the VMs phase reported');
+    assert.ok(p3.startedAt >= p2.endedAt, 'the host phase starts after the NAS phase reported');
+    assert.equal(await lv.state(a), 'shut off');
+    assert.equal(await lv.state(b), 'shut off');
+    const res = results(r);
+    assert.deepEqual([res[a].method, res[b].method, res.nas.method, res.server.method], ['graceful', 'graceful', 'graceful', 'graceful']);
+    // The commands reached the hosts in the plan's order: both domains, then the NAS, then the host.
+    const cmds = powerCommands();
+    assert.equal(cmds.length, 4, cmds.join('\n'));
+    assert.deepEqual(cmds.slice(0, 2).map((c) => c.replace(/.* --domain /, '')).sort(), [a, b].sort());
+    assert.equal(cmds[2], 'synoshutdown -s');
+    assert.equal(cmds[3], 'poweroff');
+    assert.deepEqual(r.totals, { phases: 3, targets: 4, ok: 4, failed: 0, graceful: 4, forced: 0, already: 0, skipped: 0, dryRun: 0 });
+    // The first two phases hand on their records; the last sends the report.
+    assert.equal(out.first.messages[0].topic, 'phase-done');
+    assert.equal(out.second.messages[0].topic, 'phase-done');
+    assert.deepEqual(r.timeline.map((t: any) => t.event).filter((e: string) => e.startsWith('phase-')), ['phase-started', 'phase-done', 'phase-started', 'phase-done', 'phase-started', 'phase-done']);
+  });
+
+  it('a domain that ignores shutdown is destroyed after the timeout (forced); one already off is "already"', async () => {
+    const [s] = await domains(['stubborn']);
+    const [off] = await domains(['old'], false);
+    const out = await load(homelab([s, off], { vms: { timeout: 2 } }));
+    helper.getNode('p1').receive({ topic: 'shutdown' });
+    const r = await report(out.last);
+    const res = results(r);
+    assert.equal(res[s].method, 'forced');
+    assert.equal(res[s].ok, true);
+    assert.equal(res[off].method, 'already');
+    assert.equal(await lv.state(s), 'shut off');
+    assert.ok(!sshd.commands().some((c) => c.endsWith(`--domain ${off}`) && / (shutdown|destroy) /.test(c)), 'nothing sent to the domain already off');
+    assert.equal(r.totals.forced, 1);
+    assert.equal(r.totals.already, 1);
+  });
+
+  it('dry-run: every target resolved and reported; nothing changes on libvirtd or the hosts', async () => {
+    const [a, b] = await domains(['web', 'db']);
+    const out = await load(homelab([a, b]));
+    helper.getNode('p1').receive({ topic: 'dry-run' });
+    const r = await report(out.last);
+    assert.equal(r.dryRun, true);
+    assert.equal(r.state, 'done');
+    const res = results(r);
+    assert.deepEqual(Object.keys(res).sort(), [a, b, 'nas', 'server'].sort());
+    for (const x of Object.values(res) as any[]) {
+      assert.equal(x.method, 'dry-run');
+      assert.equal(x.ok, true, JSON.stringify(x));
+      assert.ok(x.detail, 'says what it would do');
+    }
+    assert.equal(await lv.state(a), 'running');
+    assert.equal(await lv.state(b), 'running');
+    assert.deepEqual(powerCommands(), [], 'no power command reached any host');
+    assert.deepEqual(sshd.fakeCalls(), []);
+  });
+
+  it('a second trigger during a run starts nothing; cancel skips the phases not yet started', async () => {
+    const [s] = await domains(['stubborn']);
+    const out = await load(homelab([s], { vms: { timeout: 3 } }));
+    helper.getNode('p1').receive({ topic: 'shutdown' });
+    await sshd.waitForCommand((c) => c.endsWith(`shutdown --domain ${s}`));
+    helper.getNode('p2').receive({ topic: 'shutdown' }); // any phase of the plan takes the command
+    helper.getNode('p1').receive({ topic: 'cancel' });
+    const r = await report(out.last);
+    assert.equal(r.state, 'cancelled');
+    assert.deepEqual(r.phases.map((p: any) => p.state), ['done', 'skipped', 'skipped']);
+    assert.match(r.phases[1].note, /^cancelled by /);
+    assert.equal(r.timeline.filter((t: any) => t.event === 'run-started').length, 1, 'one run only');
+    const warned = helper.getNode('p2').warn.getCalls().map((c: any) => String(c.args[0]));
+    assert.ok(warned.some((w: string) => /^shutdown: run [0-9a-f]{8} \(shutdown\) is in progress$/.test(w)), warned.join('\n'));
+    assert.ok(!sshd.commands().some((c) => /synoshutdown|poweroff/.test(c)), 'NAS and host were not touched');
+  });
+
+  it('Node-RED restarts mid-run: the run resumes where it stopped, and no target is acted on twice', async () => {
+    const [a, s] = await domains(['web', 'stubborn']);
+    const flow = homelab([a, s], { vms: { timeout: 4 } });
+    let out = await load(flow);
+    helper.getNode('p1').receive({ topic: 'shutdown' });
+    await sshd.waitForCommand((c) => c.endsWith(`shutdown --domain ${s}`));
+    await sleep(300);
+    await helper.unload(); // Node-RED stops while the stubborn domain is still "shutting down"
+    const saved = JSON.parse(fs.readFileSync(path.join(userDir, 'ups-orchestrator', 'plan-plan.json'), 'utf8')).run;
+    assert.equal(saved.state, 'running');
+    assert.equal(saved.phases[0].state, 'running');
+    out = await load(flow); // ...and starts again with the same user dir
+    const r = await report(out.last);
+    assert.equal(r.state, 'done');
+    assert.equal(r.resumed.length, 1);
+    assert.equal(r.id, saved.id, 'the same run');
+    const cmds = powerCommands();
+    const count = (re: RegExp) => cmds.filter((c) => re.test(c)).length;
+    assert.equal(count(new RegExp(`shutdown --domain ${a}$`)), 1, `${a} was asked to shut down once: ${cmds.join(' | ')}`);
+    assert.equal(count(/synoshutdown -s/), 1, 'the NAS once');
+    assert.equal(count(/^poweroff$/), 1, 'the host once');
+    assert.equal(await lv.state(s), 'shut off');
+    assert.equal(results(r)[a].method, 'graceful');
+  });
+
+  it('startup runs the phases in mirrored order and starts the domains', async () => {
+    const [a, b] = await domains(['web', 'db'], false);
+    const out = await load(homelab([a, b], { nas: { startup: 'command', startupCommand: 'echo nas-up' }, host: { startup: 'command', startupCommand: 'echo host-up' } }));
+    helper.getNode('p3').receive({ topic: 'restore' });
+    // The report leaves the last phase of this run: the first phase of the chain.
+    const r = await report(out.first);
+    assert.equal(r.direction, 'startup');
+    assert.deepEqual(r.phases.map((p: any) => p.name), ['host', 'NAS', 'VMs']);
+    assert.equal(r.state, 'done', JSON.stringify(r.phases, null, 1));
+    assert.equal(await lv.state(a), 'running');
+    assert.equal(await lv.state(b), 'running');
+    const order = sshd.commands().filter((c) => /host-up|nas-up| start --domain /.test(c)).map((c) => (c.includes('host-up') ? 'host' : c.includes('nas-up') ? 'nas' : 'vm'));
+    assert.deepEqual(order, ['host', 'nas', 'vm', 'vm']);
+  });
+
+  it('wrong host key, wrong client key, unreachable host, a hanging command: clear errors in bounded time; "continue" goes on, "stop" ends the plan', async () => {
+    const [a] = await domains(['web']);
+    const t0 = Date.now();
+    let out = await load(
+      homelab([a], {
+        hosts: { kvm: { fingerprint: sshd.otherFingerprint }, srv: { port: 1 } },
+        nas: { preset: 'custom', command: 'hang 60', timeout: 2 },
+      }),
+      creds({ nas: sshd.otherKey }),
+    );
+    helper.getNode('p1').receive({ topic: 'shutdown' });
+    let r = await report(out.last);
+    assert.ok(Date.now() - t0 < 40_000, 'bounded');
+    assert.equal(r.state, 'failed');
+    assert.deepEqual(r.phases.map((p: any) => p.state), ['failed', 'failed', 'failed'], 'each failed, and the plan went on (continue)');
+    const res = results(r);
+    assert.match(res[a].error, /host key mismatch: expected .*, got /);
+    assert.match(res.nas.error, /authentication|rejected|denied/i);
+    assert.match(res.server.error, /refused/i);
+    assert.equal(await lv.state(a), 'running', 'nothing was done to a host whose key did not match');
+    await helper.unload();
+
+    // A hanging command with the right key: a timeout; with "stop", the host phase is skipped.
+    out = await load(homelab([a], { nas: { preset: 'custom', command: 'hang 60', timeout: 2 }, phases: { p2: { onFailure: 'stop' } } }));
+    const t1 = Date.now();
+    helper.getNode('p2').receive({ topic: 'shutdown' });
+    r = await report(out.last);
+    assert.ok(Date.now() - t1 < 30_000, 'bounded');
+    assert.deepEqual(r.phases.map((p: any) => p.state), ['done', 'failed', 'skipped']);
+    assert.match(results(r).nas.error, /did not finish within 2 s/);
+    assert.match(r.phases[2].note, /NAS failed and is set to stop the plan/);
+    assert.ok(!sshd.commands().includes('poweroff'), 'the host was not touched');
+  });
+});

@@ -1,0 +1,358 @@
+/**
+ * Publish state → Home Assistant MQTT discovery, against a real Mosquitto broker on loopback, in the
+ * real Node-RED runtime. The test plays Home Assistant: it reads the retained discovery configs and
+ * states as HA would, and announces `homeassistant/status`.
+ */
+import { strict as assert } from 'node:assert';
+import * as cp from 'node:child_process';
+import * as path from 'node:path';
+import { MosquittoPeer } from './peers/mosquitto';
+import { MqttObserver } from './util/mqtt-observer';
+import { deviceConfig, haMqttNodes, helper, send, sleep, upsIn, waitForStatus } from './util/red';
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const pkg = require('../package.json') as { version: string };
+
+const ORIGIN = {
+  name: 'UPS orchestrator (node-red-contrib-ups-orchestrator)',
+  sw_version: pkg.version,
+  support_url: 'https://github.com/ups-orchestrator/node-red-contrib-ups-orchestrator',
+};
+const AVAILABILITY = [{ topic: 'ups-orchestrator/status' }];
+const DEV = 'upsorch_ups_orchestrator_ups_rack_ups';
+const DEVICE_BLOCK = { identifiers: [DEV], name: 'Rack UPS', manufacturer: 'node-red-contrib-ups-orchestrator', model: 'Simulated UPS' };
+const STATE_TOPIC = 'ups-orchestrator/ups/rack_ups/state';
+const cfgTopic = (component: string, key: string) => `homeassistant/${component}/${DEV}_${key}/config`;
+
+/** The 12 entities of a UPS that reports every reading. */
+const UPS_CONFIG_TOPICS = [
+  cfgTopic('sensor', 'status'), cfgTopic('sensor', 'battery_charge'), cfgTopic('sensor', 'battery_runtime'), cfgTopic('sensor', 'load'),
+  cfgTopic('sensor', 'input_voltage'), cfgTopic('sensor', 'output_voltage'), cfgTopic('sensor', 'real_power'), cfgTopic('sensor', 'temperature'),
+  cfgTopic('binary_sensor', 'on_battery'), cfgTopic('binary_sensor', 'low_battery'), cfgTopic('binary_sensor', 'comm_problem'), cfgTopic('binary_sensor', 'replace_battery'),
+].sort();
+
+function brokerConfig(port: number, over: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    id: 'broker', type: 'upsorch-mqtt-broker', name: '', host: '127.0.0.1', port, tls: false, tlsVerify: true, tlsFingerprint: '', ca: '', cert: '',
+    clientId: '', baseTopic: 'ups-orchestrator', discoveryPrefix: 'homeassistant', keepalive: 60, ...over,
+  };
+}
+
+function publishNode(over: Record<string, unknown> = {}): Record<string, unknown>[] {
+  return [
+    { id: 'pub', type: 'upsorch-publish-state', name: '', broker: 'broker', haServer: '', ups1: '', ups2: '', ups3: '', ups4: '', plan1: '', plan2: '', haEvents: true, wires: [['pub-out']], ...over },
+    { id: 'pub-out', type: 'helper' },
+  ];
+}
+
+const rackUps = (over: Record<string, unknown> = {}) => deviceConfig('dev', { name: 'Rack UPS', source: 'sim', ...over });
+
+/** Wait until every topic in `topics` has been seen (retained or live). */
+async function waitForTopics(o: MqttObserver, topics: string[], ms = 8000): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const seen = new Set(o.seen.map((s) => s.topic));
+    const missing = topics.filter((t) => !seen.has(t));
+    if (!missing.length) return;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${missing.join(', ')}`);
+    await sleep(50);
+  }
+}
+
+/** Wait until the publisher's retained index lists `n` topics (the sync is complete). */
+async function waitForIndex(port: number, pred: (topics: string[]) => boolean, ms = 8000): Promise<string[]> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const r = await MqttObserver.retained(port, ['ups-orchestrator/publisher/+/index']);
+    const idx = [...r.values()][0];
+    const topics = idx ? Object.keys(JSON.parse(idx)) : [];
+    if (pred(topics)) return topics;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for the publisher index; it lists ${topics.join(', ')}`);
+    await sleep(100);
+  }
+}
+
+describe('publish state: Home Assistant MQTT discovery with a real Mosquitto broker', function () {
+  this.timeout(60000);
+  let peer: MosquittoPeer;
+  let observer: MqttObserver | undefined;
+
+  beforeEach(async () => {
+    peer = await MosquittoPeer.start();
+  });
+  afterEach(async () => {
+    await helper.unload();
+    await observer?.close();
+    observer = undefined;
+    await peer.dispose();
+  });
+
+  it('publishes the exact discovery configs of a UPS, retained, and its state', async () => {
+    await helper.load(haMqttNodes, [brokerConfig(peer.port), rackUps(), ...publishNode({ ups1: 'dev' })]);
+    observer = await MqttObserver.connect(peer.port, ['homeassistant/#', 'ups-orchestrator/#']);
+    await waitForTopics(observer, [...UPS_CONFIG_TOPICS, STATE_TOPIC]);
+    await waitForIndex(peer.port, (t) => t.length === 13);
+
+    // What a Home Assistant that connects now gets: retained configs only.
+    const retained = await MqttObserver.retained(peer.port, ['homeassistant/#']);
+    assert.deepEqual([...retained.keys()].sort(), UPS_CONFIG_TOPICS);
+
+    assert.deepEqual(JSON.parse(retained.get(cfgTopic('sensor', 'battery_charge'))!), {
+      name: 'Battery charge',
+      unique_id: `${DEV}_battery_charge`,
+      default_entity_id: 'sensor.rack_ups_battery_charge',
+      state_topic: STATE_TOPIC,
+      value_template: '{{ value_json.battery_charge }}',
+      device_class: 'battery',
+      unit_of_measurement: '%',
+      state_class: 'measurement',
+      availability: AVAILABILITY,
+      device: DEVICE_BLOCK,
+      origin: ORIGIN,
+    });
+    assert.deepEqual(JSON.parse(retained.get(cfgTopic('sensor', 'battery_runtime'))!), {
+      name: 'Battery runtime',
+      unique_id: `${DEV}_battery_runtime`,
+      default_entity_id: 'sensor.rack_ups_battery_runtime',
+      state_topic: STATE_TOPIC,
+      value_template: '{{ value_json.battery_runtime }}',
+      device_class: 'duration',
+      unit_of_measurement: 's',
+      state_class: 'measurement',
+      availability: AVAILABILITY,
+      device: DEVICE_BLOCK,
+      origin: ORIGIN,
+    });
+    const sensor = (key: string) => JSON.parse(retained.get(cfgTopic('sensor', key))!);
+    assert.deepEqual([sensor('input_voltage').device_class, sensor('input_voltage').unit_of_measurement, sensor('input_voltage').state_class], ['voltage', 'V', 'measurement']);
+    assert.deepEqual([sensor('output_voltage').device_class, sensor('output_voltage').unit_of_measurement], ['voltage', 'V']);
+    assert.deepEqual([sensor('real_power').device_class, sensor('real_power').unit_of_measurement, sensor('real_power').state_class], ['power', 'W', 'measurement']);
+    assert.deepEqual([sensor('load').device_class, sensor('load').unit_of_measurement, sensor('load').state_class], [undefined, '%', 'measurement']);
+    assert.deepEqual([sensor('temperature').device_class, sensor('temperature').unit_of_measurement, sensor('temperature').entity_category], ['temperature', '°C', 'diagnostic']);
+    const status = sensor('status');
+    assert.equal(status.name, 'Status');
+    assert.equal(status.value_template, '{{ value_json.status }}');
+    assert.equal(status.json_attributes_topic, STATE_TOPIC);
+    assert.equal(status.device_class, undefined);
+    assert.equal(status.state_class, undefined);
+    assert.equal(status.object_id, undefined, 'object_id is deprecated: default_entity_id instead');
+    assert.equal(status.default_entity_id, 'sensor.rack_ups_status');
+
+    assert.deepEqual(JSON.parse(retained.get(cfgTopic('binary_sensor', 'low_battery'))!), {
+      name: 'Low battery',
+      unique_id: `${DEV}_low_battery`,
+      default_entity_id: 'binary_sensor.rack_ups_low_battery',
+      state_topic: STATE_TOPIC,
+      value_template: '{{ value_json.low_battery }}',
+      device_class: 'battery',
+      payload_on: 'ON',
+      payload_off: 'OFF',
+      availability: AVAILABILITY,
+      device: DEVICE_BLOCK,
+      origin: ORIGIN,
+    });
+    const binary = (key: string) => JSON.parse(retained.get(cfgTopic('binary_sensor', key))!);
+    assert.deepEqual([binary('comm_problem').device_class, binary('comm_problem').entity_category], ['problem', 'diagnostic']);
+    assert.deepEqual([binary('replace_battery').device_class, binary('replace_battery').entity_category], ['problem', undefined]);
+    assert.deepEqual([binary('on_battery').name, binary('on_battery').device_class, binary('on_battery').value_template], ['On battery', undefined, '{{ value_json.on_battery }}']);
+
+    // the state, retained, and the availability topic (our last will) says online
+    const state = await MqttObserver.retained(peer.port, [STATE_TOPIC, 'ups-orchestrator/status']);
+    assert.equal(state.get('ups-orchestrator/status'), 'online');
+    const s = JSON.parse(state.get(STATE_TOPIC)!);
+    assert.equal(s.status, 'Online');
+    assert.equal(s.on_battery, 'OFF');
+    assert.equal(s.low_battery, 'OFF');
+    assert.equal(s.comm_problem, 'OFF');
+    assert.equal(s.battery_charge, 100);
+    assert.equal(typeof s.battery_runtime, 'number');
+    assert.equal(s.load, 25);
+    assert.equal(s.input_voltage, 230);
+    await waitForStatus('pub', (x) => x.fill === 'green' && /1 UPS/.test(x.text ?? ''));
+  });
+
+  it('leaves out sensors for readings the UPS does not report', async () => {
+    await helper.load(haMqttNodes, [brokerConfig(peer.port), ...publishNode()]);
+    observer = await MqttObserver.connect(peer.port, ['homeassistant/#']);
+    const state = {
+      ups: 'Rack UPS', source: 'nut', ts: Date.now(), lastSeen: Date.now(), online: true, onBattery: false, lowBattery: false, fsd: false, charging: false,
+      discharging: false, bypass: false, overload: false, trim: false, boost: false, calibrating: false, off: false, replaceBattery: false, alarm: false,
+      flags: ['OL'], charge: 90, runtime: null, inputVoltage: null, outputVoltage: null, load: 20, realPower: null, temperature: null,
+      secondsOnBattery: 0, comm: 'ok', commError: null, untrusted: [], alarmText: null, device: { mfr: null, model: null, serial: null }, raw: {},
+    };
+    send('pub', { payload: state });
+    await waitForIndex(peer.port, (t) => t.length === 8);
+    const retained = await MqttObserver.retained(peer.port, ['homeassistant/#']);
+    assert.deepEqual([...retained.keys()].sort(), [
+      cfgTopic('sensor', 'status'), cfgTopic('sensor', 'battery_charge'), cfgTopic('sensor', 'load'),
+      cfgTopic('binary_sensor', 'on_battery'), cfgTopic('binary_sensor', 'low_battery'), cfgTopic('binary_sensor', 'comm_problem'), cfgTopic('binary_sensor', 'replace_battery'),
+    ].sort());
+    assert.deepEqual(JSON.parse(retained.get(cfgTopic('sensor', 'status'))!).device, { identifiers: [DEV], name: 'Rack UPS' });
+  });
+
+  it('a state change reaches the state topic within one poll', async () => {
+    await helper.load(haMqttNodes, [brokerConfig(peer.port), rackUps({ pollInterval: 1, pollIntervalOnBattery: 1 }), ...upsIn('in', 'dev', { wires: [['pub'], ['pub']] }), ...publishNode()]);
+    observer = await MqttObserver.connect(peer.port, [STATE_TOPIC]);
+    await observer.waitFor((s) => s.topic === STATE_TOPIC && JSON.parse(s.payload).on_battery === 'OFF', 8000);
+    const from = observer.seen.length;
+    const t0 = Date.now();
+    send('in', { topic: 'power-lost' });
+    const got = await observer.waitFor((s) => s.topic === STATE_TOPIC && JSON.parse(s.payload).on_battery === 'ON', 5000, from);
+    // within one poll (1 s), with room for a loaded machine
+    assert.ok(got.at - t0 <= 1500, `on battery reached MQTT after ${got.at - t0} ms (poll interval 1 s)`);
+    const s = JSON.parse(got.payload);
+    assert.equal(s.status, 'On battery, discharging');
+    assert.equal(s.flags, 'OB DISCHRG');
+    assert.equal(got.retain, false, 'a live update (retained on the broker, delivered live to subscribers)');
+    const retained = await MqttObserver.retained(peer.port, [STATE_TOPIC]);
+    assert.equal(JSON.parse(retained.get(STATE_TOPIC)!).on_battery, 'ON', 'the state is retained');
+  });
+
+  it('Home Assistant restarts (homeassistant/status = online): every config is sent again', async () => {
+    await helper.load(haMqttNodes, [brokerConfig(peer.port), rackUps(), ...publishNode({ ups1: 'dev' })]);
+    await waitForIndex(peer.port, (t) => t.length === 13);
+    observer = await MqttObserver.connect(peer.port, ['homeassistant/+/+/config']);
+    await sleep(300);
+    const from = observer.seen.length;
+    assert.equal(observer.find((s) => !s.retain, from).length, 0);
+    await observer.publish('homeassistant/status', 'online');
+    await observer.waitFor(() => observer!.find((s) => !s.retain, from).length >= UPS_CONFIG_TOPICS.length, 5000, from, 'the re-sent configs');
+    const resent = observer.find((s) => !s.retain, from);
+    assert.deepEqual([...new Set(resent.map((s) => s.topic))].sort(), UPS_CONFIG_TOPICS);
+    assert.ok(resent.every((s) => s.payload.length > 0));
+  });
+
+  it('restarting the flow publishes no duplicate configs', async () => {
+    const flow = [brokerConfig(peer.port), rackUps(), ...publishNode({ ups1: 'dev' })];
+    await helper.load(haMqttNodes, flow);
+    await waitForIndex(peer.port, (t) => t.length === 13);
+    observer = await MqttObserver.connect(peer.port, ['homeassistant/#', STATE_TOPIC, 'ups-orchestrator/publisher/#']);
+    await sleep(300);
+    const from = observer.seen.length;
+    await helper.unload();
+    await helper.load(haMqttNodes, flow);
+    await waitForStatus('pub', (x) => x.fill === 'green', 8000);
+    await sleep(2000);
+    const live = observer.find((s) => !s.retain, from);
+    assert.deepEqual(live.filter((s) => s.topic.startsWith('homeassistant/')).map((s) => s.topic), [], 'no config re-published');
+    assert.deepEqual(live.filter((s) => s.topic.includes('/publisher/')).map((s) => s.topic), [], 'index unchanged');
+  });
+
+  it('deleting a UPS in node removes its UPS from Home Assistant; deleting the publish node removes everything', async () => {
+    const second = deviceConfig('dev2', { name: 'Second UPS', source: 'sim' });
+    const flow = [
+      brokerConfig(peer.port), rackUps(), second,
+      ...upsIn('in', 'dev', { wires: [['pub'], []] }), ...upsIn('in2', 'dev2', { wires: [['pub'], []] }),
+      ...publishNode(),
+    ];
+    await helper.load(haMqttNodes, flow);
+    await waitForIndex(peer.port, (t) => t.length === 26);
+    observer = await MqttObserver.connect(peer.port, ['homeassistant/#', 'ups-orchestrator/#']);
+    await sleep(300);
+
+    // delete "in" (and its helpers), deploy modified nodes only: the publish node itself is not restarted
+    let from = observer.seen.length;
+    await helper.setFlows(flow.filter((n) => !String(n.id).startsWith('in-') && n.id !== 'in'), 'nodes');
+    await observer.waitFor(() => observer!.find((s) => !s.retain && s.payload === '' && s.topic.includes('rack_ups'), from).length >= 13, 8000, from, 'empty configs for Rack UPS');
+    let retained = await MqttObserver.retained(peer.port, ['homeassistant/#', 'ups-orchestrator/ups/#']);
+    assert.equal([...retained.keys()].filter((t) => t.includes('rack_ups')).length, 0, 'no retained config or state of Rack UPS left');
+    assert.equal([...retained.keys()].filter((t) => t.includes('second_ups') && t.startsWith('homeassistant/')).length, 12, 'Second UPS stays');
+
+    // delete the publish node
+    from = observer.seen.length;
+    await helper.setFlows(flow.filter((n) => !String(n.id).startsWith('in') && !String(n.id).startsWith('pub')), 'nodes');
+    await observer.waitFor(() => observer!.find((s) => !s.retain && s.payload === '' && s.topic.includes('second_ups'), from).length >= 13, 8000, from, 'empty configs for Second UPS');
+    retained = await MqttObserver.retained(peer.port, ['homeassistant/#', 'ups-orchestrator/#']);
+    assert.deepEqual([...retained.keys()].filter((t) => t !== 'ups-orchestrator/status'), [], 'nothing of ours is left on the broker');
+  });
+
+  it('a UPS deleted while Node-RED was stopped is removed at the next start (the retained index)', async () => {
+    const flow = [brokerConfig(peer.port), rackUps(), ...upsIn('in', 'dev', { wires: [['pub'], []] }), ...publishNode()];
+    await helper.load(haMqttNodes, flow);
+    await waitForIndex(peer.port, (t) => t.length === 13);
+    await helper.unload();
+    observer = await MqttObserver.connect(peer.port, ['homeassistant/#']);
+    await sleep(300);
+    const from = observer.seen.length;
+    // Node-RED starts again with the UPS in node (and its UPS device) gone
+    await helper.load(haMqttNodes, flow.filter((n) => !String(n.id).startsWith('in') && n.id !== 'dev'));
+    await observer.waitFor(() => observer!.find((s) => !s.retain && s.payload === '', from).length >= 12, 8000, from, 'empty configs');
+    await waitForIndex(peer.port, (t) => t.length === 0);
+    const retained = await MqttObserver.retained(peer.port, ['homeassistant/#', 'ups-orchestrator/ups/#']);
+    assert.deepEqual([...retained.keys()], []);
+  });
+
+  it('the Node-RED process dies: the broker publishes our last will, offline', async () => {
+    observer = await MqttObserver.connect(peer.port, ['ups-orchestrator/status']);
+    const child = cp.spawn(process.execPath, ['--require', 'tsx/cjs', path.join(__dirname, 'fixtures', 'mqtt-client-child.ts'), String(peer.port)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      await observer.waitFor((s) => s.topic === 'ups-orchestrator/status' && s.payload === 'online', 15000);
+      const from = observer.seen.length;
+      child.kill('SIGKILL');
+      const offline = await observer.waitFor((s) => s.topic === 'ups-orchestrator/status', 5000, from);
+      assert.equal(offline.payload, 'offline');
+      const retained = await MqttObserver.retained(peer.port, ['ups-orchestrator/status']);
+      assert.equal(retained.get('ups-orchestrator/status'), 'offline', 'retained, so Home Assistant sees it after its own restart');
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    }
+  });
+
+  it('a clean stop publishes offline too; entities stay (they show unavailable)', async () => {
+    await helper.load(haMqttNodes, [brokerConfig(peer.port), rackUps(), ...publishNode({ ups1: 'dev' })]);
+    await waitForIndex(peer.port, (t) => t.length === 13);
+    await helper.unload();
+    const retained = await MqttObserver.retained(peer.port, ['ups-orchestrator/status', 'homeassistant/#']);
+    assert.equal(retained.get('ups-orchestrator/status'), 'offline');
+    assert.equal([...retained.keys()].filter((t) => t.startsWith('homeassistant/')).length, 12);
+  });
+});
+
+describe('publish state: broker with passwords (real Mosquitto)', function () {
+  this.timeout(60000);
+  let peer: MosquittoPeer;
+  before(async () => {
+    peer = await MosquittoPeer.start({ users: { upsuser: 'upspass' } });
+  });
+  after(async () => {
+    await peer.dispose();
+  });
+  afterEach(async () => {
+    await helper.unload();
+  });
+
+  it('the right password connects and publishes', async () => {
+    await helper.load(haMqttNodes, [brokerConfig(peer.port), rackUps(), ...publishNode({ ups1: 'dev' })], { broker: { username: 'upsuser', password: 'upspass' } });
+    await waitForStatus('pub', (x) => x.fill === 'green' && /MQTT connected/.test(x.text ?? ''), 8000);
+    const o = await MqttObserver.connect(peer.port, ['homeassistant/#'], { username: 'upsuser', password: 'upspass' });
+    try {
+      await o.waitFor((s) => s.topic === cfgTopic('sensor', 'battery_charge'), 5000);
+    } finally {
+      await o.close();
+    }
+  });
+
+  it('a wrong password gives a clear status, and the password never shows', async () => {
+    await helper.load(haMqttNodes, [brokerConfig(peer.port), rackUps(), ...publishNode({ ups1: 'dev' })], { broker: { username: 'upsuser', password: 'secret-wrong' } });
+    const st = await waitForStatus('pub', (x) => x.fill === 'red', 8000);
+    assert.match(st.text ?? '', /MQTT: refused: not authorized \(check username and password\)/);
+    assert.doesNotMatch(st.text ?? '', /secret-wrong/);
+  });
+
+  it('no username on a broker that needs one: the same clear status', async () => {
+    await helper.load(haMqttNodes, [brokerConfig(peer.port), ...publishNode()]);
+    const st = await waitForStatus('pub', (x) => x.fill === 'red', 8000);
+    assert.match(st.text ?? '', /not authorized/);
+  });
+
+  it('an invalid broker config shows what is wrong, and input fails with done(err)', async () => {
+    await helper.load(haMqttNodes, [brokerConfig(peer.port, { port: 'abc', baseTopic: 'a/#' }), ...publishNode()]);
+    const st = await waitForStatus('pub', (x) => x.fill === 'red', 5000);
+    assert.match(st.text ?? '', /port must be a number|base topic/);
+    const errs: string[] = [];
+    helper.getNode('pub').on('call:error', (call: any) => errs.push(String(call.args[0]?.message ?? call.args[0])));
+    send('pub', { payload: { ups: 'x' } });
+    await sleep(200);
+    assert.ok(errs.some((e) => /not working/.test(e)), errs.join(' | '));
+  });
+});
