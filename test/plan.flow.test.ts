@@ -11,7 +11,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { SshdPeer } from './peers/sshd';
 import { LibvirtPeer } from './peers/libvirt';
-import { Collector, helper, ourNodes, sleep, sshNodes } from './util/red';
+import { NutPeer } from './peers/nut';
+import { Collector, helper, ourNodes, sleep, sshNodes, upsCommandNodes } from './util/red';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const planNode = require('../nodes/upsorch-plan');
@@ -245,5 +246,44 @@ describe('a plan of phases with real SSH and libvirt actions', function () {
     assert.match(results(r).nas.error, /did not finish within 2 s/);
     assert.match(r.phases[2].note, /NAS failed and is set to stop the plan/);
     assert.ok(!sshd.commands().includes('poweroff'), 'the host was not touched');
+  });
+
+  it('the example "06 Homelab plan", pointed at the test peers, dry-runs every phase: VMs → NAS → host → UPS off', async () => {
+    const nut = await NutPeer.start();
+    try {
+      const [a, b] = await domains(['web01', 'db01']);
+      const shipped = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'examples', '06 Homelab plan.json'), 'utf8')) as Array<Record<string, any>>;
+      // The example as shipped, its inject and debug nodes replaced by helper nodes.
+      const flow = shipped.map((n) => (n.type === 'inject' || n.type === 'debug' ? { id: n.id, z: n.z, type: 'helper', name: n.name, wires: n.wires ?? [] } : n));
+      const byType = (t: string) => flow.filter((n) => n.type === t);
+      // What a user fills in after importing: their hosts, keys and fingerprints, their upsd.
+      for (const h of byType('upsorch-ssh-host')) Object.assign(h, { host: '127.0.0.1', port: sshd.port, username: 'root', fingerprint: sshd.hostKeyFingerprint });
+      for (const l of byType('upsorch-libvirt')) Object.assign(l, { uri: lv.uri, names: [a, b] });
+      for (const d of byType('upsorch-device')) Object.assign(d, { host: nut.host, port: nut.port, upsName: 'sim' });
+      const plan = byType('upsorch-phase').find((p) => p.name === 'UPS off')!;
+      flow.push({ id: 'report', type: 'helper', z: flow.find((n) => n.type === 'tab')!.id });
+      plan.wires[1].push('report');
+      const credentials: Record<string, unknown> = {};
+      for (const h of byType('upsorch-ssh-host')) credentials[h.id] = { privateKey: sshd.clientKey };
+      for (const d of byType('upsorch-device')) credentials[d.id] = { username: nut.users.admin.username, password: nut.users.admin.password };
+      await helper.load([...NODES, ...upsCommandNodes.filter((n) => !NODES.includes(n))], flow, credentials);
+      const out = new Collector('report');
+      const first = byType('upsorch-phase').find((p) => p.name === 'VMs')!;
+      helper.getNode(first.id).receive({ topic: 'dry-run' });
+      const r = await report(out);
+      assert.equal(r.dryRun, true);
+      assert.deepEqual(r.phases.map((p: any) => p.name), ['VMs', 'NAS', 'host', 'UPS off']);
+      assert.deepEqual(r.phases.slice(0, 3).map((p: any) => p.state), ['done', 'done', 'done'], JSON.stringify(r.phases, null, 1));
+      const res = results(r);
+      for (const n of [a, b, 'NAS', 'kvm1']) assert.equal(res[n]?.method, 'dry-run', `${n}: ${JSON.stringify(res[n])}`);
+      const upsOff = r.phases[3].actions[0].results;
+      assert.equal(upsOff.length, 1, 'the UPS is resolved as the target of the last phase');
+      assert.equal(upsOff[0].method, 'dry-run');
+      assert.deepEqual(powerCommands(), [], 'nothing was shut down');
+      assert.equal(await lv.state(a), 'running');
+    } finally {
+      await helper.unload();
+      await nut.stop();
+    }
   });
 });
