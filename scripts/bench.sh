@@ -9,3 +9,4 @@ npx tsx bench/decide.ts || exit 1
 npx tsx bench/plan.ts || exit 1
 npx tsx bench/nut-server.ts || exit 1
 npx tsx bench/snmp.ts || exit 1
+npx tsx bench/vsphere.ts || exit 1

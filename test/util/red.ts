@@ -142,3 +142,9 @@ export const notifyNodes = [deviceNode, upsInNode, notifyChannelNode, notifyNode
 export const upsCommandNode = require('../../nodes/upsorch-ups-command');
 export const upsCommandNodes = [deviceNode, upsInNode, upsCommandNode];
 
+// vSphere and Proxmox VE actions (issue 5): connection config nodes and action nodes.
+export const vsphereNode = require('../../nodes/upsorch-vsphere');
+export const vsphereActionNode = require('../../nodes/upsorch-vsphere-action');
+export const proxmoxNode = require('../../nodes/upsorch-proxmox');
+export const proxmoxActionNode = require('../../nodes/upsorch-proxmox-action');
+export const hypervisorNodes = [vsphereNode, vsphereActionNode, proxmoxNode, proxmoxActionNode];
