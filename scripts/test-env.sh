@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs from Debian's packages: NUT (upsd, dummy-ups, upsc) for the real
-# UPS peer, openssl + libnss3-tools (certutil, pk12util) for its STARTTLS certificate (NSS database),
-# Chromium for the editor tests. As root it installs what is missing; otherwise it prints
-# the command to run and fails. The peers themselves are started and stopped by the tests (by PID).
+# Installs what the test suite needs from Debian's packages: NUT (upsd, dummy-ups, upsc, upsmon,
+# snmp-ups) for the real UPS peers, openssl + libnss3-tools for upsd's STARTTLS certificate, snmpsim
+# + snmp (snmptrap) for the SNMP agent, OpenSSH and libvirt (test driver) for the action peers,
+# Mosquitto for MQTT, Go + govmomi's source to build VMware's vcsim, Chromium for the editor tests.
+# As root it installs what is missing; otherwise it prints the command to run and fails. The peers
+# themselves are started and stopped by the tests (by PID, on loopback).
 set -u
 PKGS=(nut-server nut-client libnss3-tools openssl chromium snmpsim snmp nut-snmp golang-go golang-github-vmware-govmomi-dev openssh-server libvirt-daemon libvirt-clients mosquitto mosquitto-clients)
 missing=()
