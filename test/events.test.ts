@@ -69,6 +69,21 @@ describe('UPS events', () => {
     ]);
   });
 
+  it('ONLINE says how long the UPS was on battery (the ONLINE state itself reports 0 s)', () => {
+    const tr = new EventTracker();
+    const onBattery = (secs: number) => ({ ...st('OB'), secondsOnBattery: secs });
+    tr.update(st('OL'));
+    tr.update(onBattery(1));
+    tr.update(onBattery(95));
+    const [online] = tr.update(st('OL'));
+    assert.equal(online.event, 'ONLINE');
+    assert.equal(online.message, 'UPS sim is back on mains power after 1 min 35 s on battery: charge 100%');
+    // Deployed while on mains: no duration to tell.
+    const fresh = new EventTracker();
+    fresh.update(st('OB'));
+    assert.equal(fresh.update(st('OL'))[0].message, 'UPS sim is back on mains power: charge 100%');
+  });
+
   it('a node deployed during an outage learns ONBATT from its first state; ONLINE never comes first', () => {
     assert.deepEqual(run(new EventTracker(), [st('OB LB')]), [['ONBATT', 'LOWBATT']]);
     assert.deepEqual(run(new EventTracker(), [st('OL')]), [[]]);

@@ -50,13 +50,14 @@ const TRANSITIONS: Array<[Condition, UpsEventName, UpsEventName | null, Severity
   ['alarm', 'ALARM', null, 'warning'],
 ];
 
-function describe(event: UpsEventName, s: UpsState): string {
+/** `onBatterySecs`: how long the UPS was on battery, from its last state on battery (ONLINE only). */
+function describe(event: UpsEventName, s: UpsState, onBatterySecs = 0): string {
   const charge = s.charge === null ? 'unknown charge' : `charge ${Math.round(s.charge)}%`;
   const runtime = s.runtime === null ? 'runtime unknown' : `runtime ${Math.round(s.runtime / 60)} min`;
   const v = s.inputVoltage === null ? '' : ` (input ${s.inputVoltage} V)`;
   switch (event) {
     case 'ONBATT': return `UPS ${s.ups} is on battery: ${charge}, ${runtime}`;
-    case 'ONLINE': return `UPS ${s.ups} is back on mains power after ${Math.round(s.secondsOnBattery)} s: ${charge}`;
+    case 'ONLINE': return `UPS ${s.ups} is back on mains power${onBatterySecs > 0 ? ` after ${duration(onBatterySecs)} on battery` : ''}: ${charge}`;
     case 'LOWBATT': return `UPS ${s.ups} reports low battery: ${charge}, ${runtime}`;
     case 'FSD': return `UPS ${s.ups} is in forced shutdown (FSD)`;
     case 'COMMBAD': return `Communication with UPS ${s.ups} ${s.comm === 'stale' ? 'is stale' : 'is lost'}: ${s.commError ?? 'no answer'}`;
@@ -78,6 +79,8 @@ function describe(event: UpsEventName, s: UpsState): string {
 
 export class EventTracker {
   private prev: Record<Condition, boolean> | undefined;
+  /** Seconds on battery in the last state seen on battery: the ONLINE state itself says 0. */
+  private onBatterySecs = 0;
 
   constructor(private readonly thresholds: VoltageThresholds = {}) {}
 
@@ -115,13 +118,23 @@ export class EventTracker {
     const before = this.prev;
     this.prev = now;
     const events: UpsEvent[] = [];
+    if (s.onBattery) this.onBatterySecs = s.secondsOnBattery;
     for (const [cond, onEvent, offEvent, severity] of TRANSITIONS) {
       const was = before ? before[cond] : false;
       if (now[cond] && !was) events.push({ event: onEvent, ups: s.ups, ts: s.ts, severity, message: describe(onEvent, s) });
-      else if (!now[cond] && was && offEvent) events.push({ event: offEvent, ups: s.ups, ts: s.ts, severity: 'info', message: describe(offEvent, s) });
+      else if (!now[cond] && was && offEvent) events.push({ event: offEvent, ups: s.ups, ts: s.ts, severity: 'info', message: describe(offEvent, s, this.onBatterySecs) });
     }
+    if (!s.onBattery) this.onBatterySecs = 0;
     return events;
   }
+}
+
+/** 95 → "1 min 35 s", 3600 → "60 min", 42 → "42 s". */
+function duration(secs: number): string {
+  const r = Math.round(secs);
+  if (r < 60) return `${r} s`;
+  const m = Math.floor(r / 60);
+  return r % 60 ? `${m} min ${r % 60} s` : `${m} min`;
 }
 
 function numOrNull(v: string | undefined): number | null {
