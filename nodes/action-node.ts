@@ -58,7 +58,7 @@ export function setupActionNode(RED: NodeAPI, node: ActionNode, spec: ActionSpec
     node.status({});
   }
 
-  const execute = async (op: Operation, dryRun: boolean, extra: Pick<ActionRequest, 'previous' | 'interrupted' | 'hooks'> & { selection?: TargetSelection }, signal: AbortSignal): Promise<ActionReport> => {
+  const execute = async (op: Operation, dryRun: boolean, extra: Pick<ActionRequest, 'previous' | 'interrupted' | 'hooks' | 'only'> & { selection?: TargetSelection }, signal: AbortSignal): Promise<ActionReport> => {
     if (!spec) throw new Error(configError ?? 'invalid configuration');
     const ac = new AbortController();
     const onAbort = () => ac.abort(signal.reason);
@@ -78,6 +78,7 @@ export function setupActionNode(RED: NodeAPI, node: ActionNode, spec: ActionSpec
         targetTimeoutMs: spec.targetTimeoutMs,
         previous: extra.previous,
         interrupted: extra.interrupted,
+        only: extra.only,
         signal: ac.signal,
         hooks: {
           ...extra.hooks,

@@ -76,6 +76,7 @@ function action(id: string, inv: Inventory, names: string[], timeoutMs = 2000): 
         dryRun: step.run.dryRun,
         previous: step.previous,
         interrupted: step.interrupted,
+        only: step.only,
         hooks: step.hooks,
         signal: step.signal,
         targetTimeoutMs: timeoutMs + 1000,
@@ -275,6 +276,46 @@ describe('plan run machinery (lib/plan)', () => {
     assert.deepEqual(inv.calls.filter((c) => c.startsWith('shutdown')).sort(), ['shutdown a1', 'shutdown a2', 'shutdown b1']);
     const methods = Object.fromEntries(report.phases.flatMap((p) => p.actions.flatMap((a) => a.results)).map((r) => [r.target, r.method]));
     assert.deepEqual(methods, { a1: 'already', a2: 'already', b1: 'graceful' });
+  });
+
+  it('the startup after a shutdown starts only what that shutdown turned off, not what was off before the outage', async () => {
+    const inv = new Inventory(['web', 'db', 'old']);
+    inv.power.set('old', 'off'); // off before the outage
+    const phases = [phase('vms', [action('a1', inv, ['web', 'db', 'old'])])];
+    const plan = newPlan();
+    let done = reportOf(plan);
+    plan.request({ direction: 'shutdown', dryRun: false, origin: 'local', topic: 'shutdown' }, resolver(phases));
+    await done;
+    // Node-RED restarts in between: what to restore is on disk.
+    await plan.close();
+    const again = newPlan();
+    await again.init();
+    done = reportOf(again);
+    again.request({ direction: 'startup', dryRun: false, origin: 'local', topic: 'restore' }, resolver(phases));
+    const r = await done;
+    assert.deepEqual(inv.calls.filter((c) => c.startsWith('start')).sort(), ['start db', 'start web']);
+    assert.equal(inv.power.get('old'), 'off', 'a VM that was off before the outage stays off');
+    assert.deepEqual(r.restrict!.phasesNotRun, []);
+    assert.deepEqual(r.restrict!.actions.a1.sort(), ['db', 'web']);
+  });
+
+  it('after a power cut (the machine rebooted since the record was written) a shutdown run is not resumed', async () => {
+    const inv = new Inventory(['a1', 'b1'], 100);
+    const mk = () => [phase('one', [action('x1', inv, ['a1'])], {}, ['two']), phase('two', [action('x2', inv, ['b1'])])];
+    const plan = newPlan();
+    plan.request({ direction: 'shutdown', dryRun: false, origin: 'local', topic: 'shutdown' }, resolver(mk()));
+    await until(() => inv.calls.includes('shutdown a1'));
+    await plan.close();
+    // The machine booted after the record was last written.
+    const again = newPlan({ bootTime: () => Date.now() + 1000 });
+    const rec = await again.init();
+    assert.equal(rec, null, 'nothing to resume');
+    const last = again.lastRun()!;
+    assert.equal(last.state, 'failed');
+    assert.match(last.timeline[last.timeline.length - 1].text, /the machine restarted during this shutdown run/);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(inv.calls, ['shutdown a1'], 'nothing more was shut down');
+    // (When only Node-RED restarted, the machine did not, the run resumes: see the test above.)
   });
 
   it('a phase that runs out of time fails with the reason; "stop" skips the rest of the plan', async () => {

@@ -135,6 +135,14 @@ describe('a plan of phases with real SSH and libvirt actions', function () {
     assert.ok(!sshd.commands().some((c) => c.endsWith(`--domain ${off}`) && / (shutdown|destroy) /.test(c)), 'nothing sent to the domain already off');
     assert.equal(r.totals.forced, 1);
     assert.equal(r.totals.already, 1);
+    // Mains is back: the mirrored startup starts what the shutdown turned off, not the domain
+    // that was already off before the outage.
+    helper.getNode('p3').receive({ topic: 'restore' });
+    const up = await report(out.first);
+    assert.equal(up.direction, 'startup');
+    assert.equal(await lv.state(s), 'running');
+    assert.equal(await lv.state(off), 'shut off', 'a domain that was off before the outage stays off');
+    assert.ok(!sshd.commands().some((c) => c.endsWith(`start --domain ${off}`)));
   });
 
   it('dry-run: every target resolved and reported; nothing changes on libvirtd or the hosts', async () => {

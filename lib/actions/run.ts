@@ -49,6 +49,8 @@ export interface ActionRequest {
   previous?: TargetResult[];
   /** Targets that had started but not finished when Node-RED stopped. */
   interrupted?: string[];
+  /** Act only on these of the selected targets (a mirrored startup: what the shutdown turned off). */
+  only?: string[];
   hooks?: ActionHooks;
   signal: AbortSignal;
 }
@@ -113,7 +115,8 @@ export async function runAction(driver: ActionDriver, req: ActionRequest): Promi
   for (const n of unmatchedNames(all, req.selection)) {
     await push({ target: n, before: 'unknown', after: 'unknown', method: 'skipped', ms: 0, ok: false, error: `no target named "${n}" (found: ${all.map((t) => t.name).join(', ') || 'none'})` });
   }
-  const selected = selectTargets(all, req.selection, op);
+  const only = req.only ? new Set(req.only) : null;
+  const selected = selectTargets(all, req.selection, op).filter((t) => !only || only.has(t.name));
   const previous = new Map((req.previous ?? []).map((r) => [r.target, r]));
   const interrupted = new Set(req.interrupted ?? []);
   const progress: ActionProgress = { total: selected.length, done: 0, failed: 0, running: 0 };

@@ -5,6 +5,7 @@
  * run report at the end. No Node-RED in here: phases and actions are handed in as handles.
  */
 import { randomUUID } from 'crypto';
+import * as os from 'os';
 import { Interrupted, TargetResult, abortError, abortableSleep, formatSeconds } from '../actions/contract';
 import { ActionReport, summarise } from '../actions/run';
 import { PlanFile, PlanStore } from './store';
@@ -16,6 +17,7 @@ import {
   PhaseHandle,
   PhaseRecord,
   PlanStatus,
+  Restore,
   RunEvent,
   RunRecord,
   RunRef,
@@ -31,6 +33,8 @@ export interface PlanOptions {
   allowRemote: boolean;
   armed: boolean;
   now?: () => number;
+  /** When the machine booted (ms since the epoch); default from os.uptime(). */
+  bootTime?: () => number;
   log?: (level: 'info' | 'warn' | 'error', text: string) => void;
 }
 
@@ -72,6 +76,9 @@ export class Plan {
   private closed = false;
   private interruptedRun = false;
   private stalled: RunRecord | null = null;
+  private readonly bootTime: () => number;
+  /** What the last real shutdown turned off, per action id (see PlanFile.restore). */
+  private restore: Restore | null = null;
   /** A finished run is shown as done/failed until the plan is armed, disarmed or runs again. */
   private showLast = false;
 
@@ -84,6 +91,7 @@ export class Plan {
     this.store = o.store;
     this.now = o.now ?? Date.now;
     this.log = o.log ?? (() => undefined);
+    this.bootTime = o.bootTime ?? (() => Date.now() - os.uptime() * 1000);
   }
 
   /** Load saved state. Returns the run that was in progress when Node-RED stopped, if any. */
@@ -100,8 +108,22 @@ export class Plan {
     const changed = saved.configuredArmed !== undefined && saved.configuredArmed !== this.configuredArmed;
     this.armed = changed ? this.configuredArmed : saved.armed;
     this.record = saved.run;
+    this.restore = saved.restore ?? null;
+    const rec = saved.run;
+    // The machine itself restarted since the record was written: the power was cut (or the host
+    // rebooted) mid-shutdown. Resuming would shut down again what has just come back up.
+    if (rec && rec.state === 'running' && rec.direction === 'shutdown' && !rec.dryRun && saved.savedAt !== undefined && saved.savedAt < this.bootTime()) {
+      rec.state = 'failed';
+      rec.endedAt = this.now();
+      this.addTimeline(rec, 'run-not-resumed', 'the machine restarted during this shutdown run (power cut or reboot): not resumed, so nothing that came back up is shut down again');
+      this.log('warn', `plan "${this.name}": the shutdown run ${short(rec.id)} was cut short by a restart of this machine; it is not resumed`);
+      this.restore = restoreOf(rec);
+      await this.persist();
+      this.emitState();
+      return null;
+    }
     this.emitState();
-    return saved.run?.state === 'running' ? saved.run : null;
+    return rec?.state === 'running' ? rec : null;
   }
 
   subscribe(fn: (e: RunEvent) => void): () => void {
@@ -197,6 +219,8 @@ export class Plan {
       phases: chain.map((h) => ({ id: h.id, name: h.name, state: 'pending', actions: [] })),
       timeline: [],
       resumed: [],
+      // A startup mirrors the last shutdown: only what it turned off is started.
+      ...(req.direction === 'startup' && this.restore ? { restrict: this.restore } : {}),
     };
     this.record = rec;
     this.showLast = false;
@@ -440,6 +464,7 @@ export class Plan {
           phase: { id: ph.id, name: ph.name },
           previous: [...arec.results],
           interrupted: arec.started.filter((t) => !done.has(t)),
+          ...restrictionFor(rec.restrict, ph.id, a.id),
           signal: phaseAc.signal,
           hooks: {
             onProgress: (p) => {
@@ -547,6 +572,8 @@ export class Plan {
     this.addTimeline(rec, 'run-' + rec.state, text);
     report.timeline = rec.timeline.slice();
     this.showLast = true;
+    if (!rec.dryRun && rec.direction === 'shutdown') this.restore = restoreOf(rec);
+    else if (!rec.dryRun && rec.direction === 'startup' && rec.state === 'done') this.restore = null;
     this.log(rec.state === 'failed' ? 'warn' : 'info', `plan "${this.name}": ${text}`);
     await this.persist();
     const last = rec.phases[rec.phases.length - 1];
@@ -565,7 +592,7 @@ export class Plan {
   private async persist(): Promise<void> {
     if (!this.store) return;
     try {
-      await this.store.save({ version: 1, armed: this.armed, configuredArmed: this.configuredArmed, run: this.record });
+      await this.store.save({ version: 1, armed: this.armed, configuredArmed: this.configuredArmed, run: this.record, restore: this.restore, savedAt: this.now() });
       if (this.persistFailed) this.log('info', `plan "${this.name}": the run record is written again`);
       this.persistFailed = false;
     } catch (err) {
@@ -588,6 +615,25 @@ export class Plan {
   private emitState(): void {
     this.emit({ type: 'plan-state', message: `plan ${this.status().state}` });
   }
+}
+
+/** What a shutdown run turned off (graceful or forced), per action, and the phases it never ran. */
+function restoreOf(rec: RunRecord): Restore {
+  const actions: Record<string, string[]> = {};
+  const phasesNotRun: string[] = [];
+  for (const p of rec.phases) {
+    if (p.state === 'pending' || p.state === 'waiting' || (p.state === 'skipped' && p.actions.length === 0)) phasesNotRun.push(p.id);
+    for (const a of p.actions) actions[a.id] = a.results.filter((r) => r.ok && (r.method === 'graceful' || r.method === 'forced')).map((r) => r.target);
+  }
+  return { actions, phasesNotRun };
+}
+
+/** The `only` of an action in a startup run; none (act on the selection) for actions the shutdown did not know. */
+function restrictionFor(r: Restore | undefined, phaseId: string, actionId: string): { only?: string[] } {
+  if (!r) return {};
+  if (r.actions[actionId]) return { only: r.actions[actionId] };
+  if (r.phasesNotRun.includes(phaseId)) return { only: [] };
+  return {};
 }
 
 export function refOf(rec: RunRecord): RunRef {

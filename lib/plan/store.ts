@@ -6,7 +6,7 @@
  */
 import { promises as fs } from 'fs';
 import * as path from 'path';
-import { RunRecord } from './types';
+import { Restore, RunRecord } from './types';
 
 export interface PlanFile {
   version: 1;
@@ -14,6 +14,13 @@ export interface PlanFile {
   /** The plan node's configured "armed" when this was written: a changed setting wins over the saved switch. */
   configuredArmed?: boolean;
   run: RunRecord | null;
+  /** When this was written (ms since the epoch): compared with the machine's boot time on start. */
+  savedAt?: number;
+  /**
+   * What the last real shutdown run turned off, per action node id (target names): the mirrored
+   * startup starts these, not what was already off before the outage.
+   */
+  restore?: Restore | null;
 }
 
 export class PlanStore {

@@ -76,6 +76,16 @@ export interface RunRecord {
   pastPointOfNoReturn?: boolean;
   /** Times this run was resumed after Node-RED restarted. */
   resumed: number[];
+  /** Startup runs: what the last shutdown turned off; only that is started. */
+  restrict?: Restore;
+}
+
+/** What a real shutdown run turned off, for the mirrored startup. */
+export interface Restore {
+  /** Per action node id, the targets turned off (graceful or forced). */
+  actions: Record<string, string[]>;
+  /** Phases the shutdown never ran (cancelled, stopped, cut short): their actions start nothing. */
+  phasesNotRun: string[];
 }
 
 export interface RunTotals {
@@ -104,6 +114,8 @@ export interface ActionStep {
   previous: TargetResult[];
   /** Targets started but without result when Node-RED stopped. */
   interrupted: string[];
+  /** Act only on these of the selected targets (startup: what the shutdown turned off). */
+  only?: string[];
   hooks: ActionHooks;
   signal: AbortSignal;
 }
