@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# `npm run bench`: latency and cost benchmarks against a real upsd on loopback (needs root and
-# Debian's nut-server/nut-client, like the test suite), then the decision engine. Measures and
-# prints; never asserts timings. BENCH_SECONDS (default 60) sets the length of each load run.
+# `npm run bench`: benchmarks against real peers on loopback (needs root and the Debian packages of
+# the test suite): NUT detection latency and polling cost, the decision engine, the run machinery's
+# overhead per target, the NUT server under 200 clients, SNMP poll cost and trap latency, and 500
+# VMs on vcsim. Measures and prints; never asserts timings. BENCH_SECONDS (default 60) sets the
+# length of each load run.
 set -u
 cd "$(dirname "$0")/.."
 npx tsx bench/bench.ts || exit 1
