@@ -94,3 +94,33 @@ export interface PlanNode extends Node {
   registerPhase(p: import('../lib/plan/types').PhaseHandle & { chainNode(): import('../lib/plan/chain').ChainNode }): void;
   deregisterPhase(id: string): void;
 }
+
+const ENDPOINT = Symbol('upsorch.endpoint');
+
+function endpointOf(config: Record<string, unknown>, keys: readonly string[]): string {
+  return JSON.stringify(keys.map((k) => (config[k] === undefined || config[k] === null ? '' : String(config[k]).trim())));
+}
+
+/**
+ * Remember where a deployed config node connects (host, port, URL…), so an editor "Test connection"
+ * can tell whether it is testing that same endpoint. Call from the node's constructor with the
+ * fields that name the peer its secrets are sent to.
+ */
+export function rememberEndpoint(node: Node, config: Record<string, unknown>, keys: readonly string[]): void {
+  (node as unknown as Record<symbol, string>)[ENDPOINT] = endpointOf(config, keys);
+}
+
+/**
+ * The stored credentials of a deployed config node, for an editor "Test connection" or "Send test".
+ * Given only when `body.id` is a deployed node of `type` whose endpoint (the `keys` of
+ * `rememberEndpoint`) equals the request's: otherwise an editor user could send the stored password
+ * or token to a host of their choosing. A dialog testing a changed endpoint must send the secrets.
+ */
+export function storedCredentials(RED: NodeAPI, body: Record<string, unknown>, type: string, keys: readonly string[]): Record<string, string> {
+  if (typeof body.id !== 'string' || body.id === '') return {};
+  const node = RED.nodes.getNode(body.id);
+  if (!node || node.type !== type) return {};
+  const deployed = (node as unknown as Record<symbol, string | undefined>)[ENDPOINT];
+  if (deployed === undefined || deployed !== endpointOf(body, keys)) return {};
+  return RED.nodes.getCredentials(body.id) ?? {};
+}
