@@ -20,6 +20,8 @@ class Inventory {
   calls: string[] = [];
   power = new Map<string, 'on' | 'off'>();
   stuck = new Set<string>();
+  /** Targets listed with undoOnStartup (like a NUT server's FSD latched by someone else). */
+  undo = new Set<string>();
   constructor(names: string[], readonly delayMs = 20) {
     for (const n of names) this.power.set(n, 'on');
   }
@@ -28,7 +30,7 @@ class Inventory {
     return {
       repeatable: true,
       async list(): Promise<Target[]> {
-        return [...inv.power].map(([name, power]) => ({ id: name, name, power }));
+        return [...inv.power].map(([name, power]) => ({ id: name, name, power, ...(inv.undo.has(name) ? { undoOnStartup: true } : {}) }));
       },
       async check(t: Target, o: ActOptions): Promise<string> {
         return `would ${o.operation} ${t.name}`;
@@ -297,6 +299,27 @@ describe('plan run machinery (lib/plan)', () => {
     assert.equal(inv.power.get('old'), 'off', 'a VM that was off before the outage stays off');
     assert.deepEqual(r.restrict!.phasesNotRun, []);
     assert.deepEqual(r.restrict!.actions.a1.sort(), ['db', 'web']);
+  });
+
+  it('a target found already off but marked undoOnStartup (FSD latched by someone else) is undone by the startup', async () => {
+    const inv = new Inventory(['web', 'fsd', 'old']);
+    inv.power.set('fsd', 'off');
+    inv.undo.add('fsd');
+    inv.power.set('old', 'off');
+    const phases = [phase('vms', [action('a1', inv, ['web', 'fsd', 'old'])])];
+    const plan = newPlan();
+    let done = reportOf(plan);
+    plan.request({ direction: 'shutdown', dryRun: false, origin: 'local', topic: 'shutdown' }, resolver(phases));
+    const down = await done;
+    const fsd = down.phases[0].actions[0].results.find((r) => r.target === 'fsd')!;
+    assert.equal(fsd.method, 'already');
+    assert.equal(fsd.undoOnStartup, true, 'the result carries the target\'s undoOnStartup');
+    assert.equal(down.phases[0].actions[0].results.find((r) => r.target === 'old')!.undoOnStartup, undefined);
+    done = reportOf(plan);
+    plan.request({ direction: 'startup', dryRun: false, origin: 'local', topic: 'restore' }, resolver(phases));
+    await done;
+    assert.deepEqual(inv.calls.filter((c) => c.startsWith('start')).sort(), ['start fsd', 'start web']);
+    assert.equal(inv.power.get('old'), 'off', 'a plain "already off" target stays off');
   });
 
   it('after a power cut (the machine rebooted since the record was written) a shutdown run is not resumed', async () => {

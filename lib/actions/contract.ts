@@ -26,6 +26,11 @@ export interface Target {
   power: PowerState;
   /** Free-form facts for dry-run reports and the editor (host, node, tools status…). */
   info?: Record<string, string | number | boolean | null>;
+  /**
+   * The startup undoes this target even when the shutdown found it already in the shutdown state,
+   * e.g. FSD latched by someone else: left alone it would stay that way after mains returns.
+   */
+  undoOnStartup?: boolean;
 }
 
 /** Which targets an action acts on. Empty lists mean "no constraint of that kind". */
@@ -53,6 +58,8 @@ export interface TargetResult {
   error?: string;
   /** What was (or, in a dry-run, would be) done, in words: "ACPI shutdown, shut off after 4.2 s". */
   detail?: string;
+  /** Copied from the target: the mirrored startup undoes it even when this result is `already`. */
+  undoOnStartup?: boolean;
 }
 
 /** What the platform says it did to one target. */

@@ -125,7 +125,7 @@ export async function runAction(driver: ActionDriver, req: ActionRequest): Promi
 
   const one = async (t: Target): Promise<TargetResult> => {
     const started = Date.now();
-    const base = { target: t.name, id: t.id, before: t.power };
+    const base = { target: t.name, id: t.id, before: t.power, ...(t.undoOnStartup ? { undoOnStartup: true } : {}) };
     const prev = previous.get(t.name);
     if (prev) return prev;
     const wanted = wantedState(op);

@@ -617,13 +617,16 @@ export class Plan {
   }
 }
 
-/** What a shutdown run turned off (graceful or forced), per action, and the phases it never ran. */
+/**
+ * What a shutdown run turned off (graceful or forced, or found off but marked undoOnStartup), per
+ * action, and the phases it never ran.
+ */
 function restoreOf(rec: RunRecord): Restore {
   const actions: Record<string, string[]> = {};
   const phasesNotRun: string[] = [];
   for (const p of rec.phases) {
     if (p.state === 'pending' || p.state === 'waiting' || (p.state === 'skipped' && p.actions.length === 0)) phasesNotRun.push(p.id);
-    for (const a of p.actions) actions[a.id] = a.results.filter((r) => r.ok && (r.method === 'graceful' || r.method === 'forced')).map((r) => r.target);
+    for (const a of p.actions) actions[a.id] = a.results.filter((r) => r.ok && (r.method === 'graceful' || r.method === 'forced' || (r.method === 'already' && r.undoOnStartup))).map((r) => r.target);
   }
   return { actions, phasesNotRun };
 }
