@@ -74,7 +74,11 @@ export class FlapGuard {
     f.suppressed = 0;
     f.total = 1;
     f.last = n;
-    if (f.noticeAt !== null && now - f.noticeAt < this.settings.windowMs) return [];
+    if (f.noticeAt !== null && now - f.noticeAt < this.settings.windowMs) {
+      // No second notice so soon; but this change was not told, so the digest must tell it.
+      f.suppressed = 1;
+      return [];
+    }
     f.noticeAt = now;
     return [this.notice(f, n)];
   }
@@ -139,6 +143,7 @@ export class FlapGuard {
         ...last.ctx,
         family: f.family,
         changes: f.total,
+        times: `${f.total} time${f.total === 1 ? '' : 's'}`,
         counts,
         from: clockTime(f.from),
         to: clockTime(f.lastChangeAt),

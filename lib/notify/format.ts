@@ -417,6 +417,6 @@ export const DEFAULT_TEMPLATES: Record<TemplateKey, Template> = {
   'run-report': { title: 'Plan {{plan}}: {{direction}} {{result}}{{dryRun}}', body: 'The {{direction}} run{{dryRun}} of plan {{plan}} {{result}} after {{elapsed}} ({{time}}).\n{{summary}}' },
   custom: { title: '{{title}}', body: '{{message}}' },
   flapping: { title: 'UPS {{ups}}: {{family}} is flapping', body: '{{changes}} changes of {{family}} within {{window}}; the latest: {{eventText}} at {{time}}.\nFurther changes are summarised in one message once it has been quiet for {{quiet}}.' },
-  digest: { title: 'UPS {{ups}}: {{family}} flapped {{changes}} times', body: 'Between {{from}} and {{to}}: {{counts}}.\nNow {{power}} · charge {{charge}} · runtime {{runtime}}' },
+  digest: { title: 'UPS {{ups}}: {{family}} flapped {{times}}', body: 'Between {{from}} and {{to}}: {{counts}}.\nNow {{power}} · charge {{charge}} · runtime {{runtime}}' },
   test: { title: 'Test notification from UPS orchestrator', body: 'If you can read this, the channel "{{channel}}" works ({{time}}).' },
 };
