@@ -16,6 +16,8 @@ import { RunEvent } from '../lib/plan/types';
 function part(s: QueueStatus): { text: string; level: number } {
   if (s.failing) return { text: `${s.queued} queued · failing: ${s.failing}`, level: 3 };
   if (s.queued > 0) return { text: `sending, ${s.queued} queued`, level: 2 };
+  // Delivered, but not to everyone (a refused recipient): yellow until a message goes out whole.
+  if (s.warning) return { text: `sent ${s.sent} · ${s.warning}`, level: 2 };
   if (s.sent > 0) return { text: `sent ${s.sent}${s.dropped ? ` · dropped ${s.dropped}` : ''}`, level: 1 };
   return { text: s.dropped ? `dropped ${s.dropped}` : 'ready', level: 0 };
 }

