@@ -12,6 +12,43 @@ import { statusText } from '../lib/mqtt/discovery';
 import { normalise } from '../lib/ups/state';
 import { parseBrokerConfig } from '../lib/mqtt/config';
 import { parseInput } from '../lib/mqtt/ups-input';
+import { CommandReport, PlanControl, PlanHandle, planStatePayload } from '../lib/mqtt/plan';
+import { DiscoveryPublisher, PublisherBroker } from '../lib/mqtt/publisher';
+import { MessageHandler } from '../lib/mqtt/broker';
+import { PlanStatus } from '../lib/plan/types';
+
+/** A plan and a broker that is not connected: PlanControl's decisions only, no MQTT. */
+function planControl(status: Partial<PlanStatus>) {
+  const handlers = new Map<string, MessageHandler>();
+  const broker: PublisherBroker = {
+    connected: false,
+    publish: () => Promise.reject(new Error('not connected')),
+    subscribe: (filter, h) => (handlers.set(filter, h), () => handlers.delete(filter)),
+    subscribeAcked: () => Promise.reject(new Error('not connected')),
+  };
+  const ctx = { baseTopic: 'ups-orchestrator', discoveryPrefix: 'homeassistant', availabilityTopic: 'ups-orchestrator/status', origin: { name: 'x' } };
+  const calls: string[] = [];
+  const st: PlanStatus = { state: 'armed', armed: true, allowRemote: false, run: null, currentPhase: null, progress: null, lastResult: null, ...status };
+  const plan: PlanHandle = {
+    id: 'p', name: 'Homelab',
+    status: () => st,
+    subscribe: () => () => undefined,
+    request: (r) => (calls.push(`request ${r.direction} ${r.dryRun}`), { started: false, queued: false, reason: 'test' }),
+    cancel: (by) => (calls.push(`cancel ${by}`), { ok: true, reason: '' }),
+    setArmed: async (a, by) => void calls.push(`armed ${a} ${by}`),
+    expectedDurationMs: () => 0,
+  };
+  const reports: CommandReport[] = [];
+  const c = new PlanControl(broker, new DiscoveryPublisher(broker, ctx, { publisherId: 'pub' }), plan, { runtime: () => null, onCommand: (r) => reports.push(r) });
+  c.start();
+  const press = async (key: string, payload = 'PRESS') => {
+    handlers.get('ups-orchestrator/plan/p/set/+')!(`ups-orchestrator/plan/p/set/${key}`, Buffer.from(payload), false);
+    await new Promise((r) => setImmediate(r));
+    return reports.at(-1)!;
+  };
+  return { press, calls, reports };
+}
+const run = (dryRun: boolean) => ({ id: 'r1234567890', direction: 'shutdown', dryRun }) as PlanStatus['run'];
 
 describe('HA / MQTT pure functions', () => {
   it('topic filters: + one level, # the rest (and the parent level)', () => {
@@ -98,5 +135,36 @@ describe('HA / MQTT pure functions', () => {
     assert.equal(bad.kind, 'invalid');
     assert.match((bad as { error: string }).error, /looks like a UPS state but flags/);
     assert.match((parseInput('hello') as { error: string }).error, /neither a UPS state/);
+  });
+
+  it('plan controls without "allow remote runs": dry-run, arming and cancelling a dry-run only', async () => {
+    const idle = planControl({});
+    assert.deepEqual([(await idle.press('armed', 'OFF')).accepted, (await idle.press('armed', 'ON')).accepted], [false, true]);
+    assert.equal((await idle.press('cancel')).message, 'cancel refused: no run in progress');
+    assert.deepEqual(idle.calls, ['armed true Home Assistant'], 'neither disarm nor cancel reached the plan');
+
+    const real = planControl({ state: 'running', run: run(false) });
+    const r = await real.press('cancel');
+    assert.deepEqual([r.accepted, r.message], [false, 'cancel refused: remote control of real runs is not allowed for this plan (enable "allow runs from Home Assistant / MQTT")']);
+    assert.deepEqual(real.calls, []);
+
+    const dry = planControl({ state: 'running', run: run(true) });
+    assert.equal((await dry.press('cancel')).accepted, true);
+    assert.deepEqual(dry.calls, ['cancel Home Assistant']);
+  });
+
+  it('plan controls with "allow remote runs": disarm and cancel of a real run reach the plan', async () => {
+    const c = planControl({ allowRemote: true, state: 'running', run: run(false) });
+    assert.deepEqual([(await c.press('cancel')).message, (await c.press('armed', 'OFF')).message], ['cancel requested by Home Assistant', 'disarmed by Home Assistant']);
+    assert.deepEqual(c.calls, ['cancel Home Assistant', 'armed false Home Assistant']);
+  });
+
+  it('plan sensor states stay within Home Assistant\'s 255 characters', () => {
+    const long = 'dry-run refused: ' + 'ä'.repeat(400);
+    const p = planStatePayload({ state: 'running', armed: true, allowRemote: false, run: null, currentPhase: 'P'.repeat(300), progress: null, lastResult: null }, null, long);
+    assert.equal([...(p.last_command as string)].length, 255);
+    assert.ok((p.last_command as string).startsWith('dry-run refused: ää') && (p.last_command as string).endsWith('…'));
+    assert.equal([...(p.current_phase as string)].length, 255);
+    assert.equal(planStatePayload({ state: 'idle', armed: false, allowRemote: false, run: null, currentPhase: null, progress: null, lastResult: null }, null, 'armed by Home Assistant').last_command, 'armed by Home Assistant');
   });
 });

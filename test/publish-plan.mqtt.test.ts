@@ -38,6 +38,63 @@ const PLAN_CONFIG_TOPICS = [
   cfgTopic('button', 'run_shutdown'), cfgTopic('button', 'run_startup'), cfgTopic('button', 'dry_run'), cfgTopic('button', 'cancel'), cfgTopic('switch', 'armed'),
 ].sort();
 
+/** Every discovery config of the plan device, exactly as Home Assistant receives it. */
+const common = { availability: AVAILABILITY, device: DEVICE_BLOCK, origin: ORIGIN };
+const sensor = (key: string, name: string, over: Record<string, unknown>) => ({
+  name, unique_id: `${DEV}_${key}`, default_entity_id: `sensor.plan_homelab_${key}`, state_topic: STATE, value_template: `{{ value_json.${key} }}`, ...over, ...common,
+});
+const button = (key: string, name: string, icon: string) => ({
+  name, unique_id: `${DEV}_${key}`, default_entity_id: `button.plan_homelab_${key}`, icon, command_topic: `${BASE}/set/${key}`, payload_press: 'PRESS', ...common,
+});
+const EXPECTED_PLAN_CONFIGS: Record<string, unknown> = {
+  [cfgTopic('sensor', 'state')]: sensor('state', 'State', { device_class: 'enum', options: ['idle', 'armed', 'running', 'done', 'failed'], icon: 'mdi:state-machine' }),
+  [cfgTopic('sensor', 'current_phase')]: sensor('current_phase', 'Current phase', { icon: 'mdi:format-list-numbered' }),
+  [cfgTopic('sensor', 'progress')]: sensor('progress', 'Progress', { unit_of_measurement: '%', state_class: 'measurement', icon: 'mdi:progress-clock' }),
+  [cfgTopic('sensor', 'last_result')]: {
+    name: 'Last result',
+    unique_id: `${DEV}_last_result`,
+    default_entity_id: 'sensor.plan_homelab_last_result',
+    state_topic: STATE,
+    value_template: '{{ value_json.last_result }}',
+    json_attributes_topic: STATE,
+    json_attributes_template: '{{ {"run_id": value_json.last_run_id, "direction": value_json.last_run_direction, "dry_run": value_json.last_run_dry_run, "state": value_json.last_run_state, "ended_at": value_json.last_run_ended_at} | tojson }}',
+    icon: 'mdi:clipboard-check-outline',
+    ...common,
+  },
+  [cfgTopic('sensor', 'time_budget_margin')]: sensor('time_budget_margin', 'Time-budget margin', { device_class: 'duration', unit_of_measurement: 's', state_class: 'measurement', icon: 'mdi:timer-sand' }),
+  [cfgTopic('sensor', 'last_command')]: sensor('last_command', 'Last command', { entity_category: 'diagnostic', icon: 'mdi:message-reply-text' }),
+  [cfgTopic('binary_sensor', 'remote_runs')]: {
+    name: 'Remote runs allowed',
+    unique_id: `${DEV}_remote_runs`,
+    default_entity_id: 'binary_sensor.plan_homelab_remote_runs',
+    state_topic: STATE,
+    value_template: '{{ value_json.remote_runs }}',
+    entity_category: 'diagnostic',
+    icon: 'mdi:remote',
+    payload_on: 'ON',
+    payload_off: 'OFF',
+    ...common,
+  },
+  [cfgTopic('button', 'run_shutdown')]: button('run_shutdown', 'Run shutdown', 'mdi:power'),
+  [cfgTopic('button', 'run_startup')]: button('run_startup', 'Run startup', 'mdi:play-circle-outline'),
+  [cfgTopic('button', 'dry_run')]: button('dry_run', 'Dry-run', 'mdi:test-tube'),
+  [cfgTopic('button', 'cancel')]: button('cancel', 'Cancel', 'mdi:cancel'),
+  [cfgTopic('switch', 'armed')]: {
+    name: 'Armed',
+    unique_id: `${DEV}_armed`,
+    default_entity_id: 'switch.plan_homelab_armed',
+    state_topic: STATE,
+    value_template: '{{ value_json.armed }}',
+    icon: 'mdi:shield-check',
+    command_topic: `${BASE}/set/armed`,
+    payload_on: 'ON',
+    payload_off: 'OFF',
+    state_on: 'ON',
+    state_off: 'OFF',
+    ...common,
+  },
+};
+
 function flow(port: number, planOver: Record<string, unknown> = {}, pubOver: Record<string, unknown> = {}): Record<string, unknown>[] {
   return [
     {
@@ -94,65 +151,8 @@ describe('publish state: a plan as a Home Assistant device (real Mosquitto, real
     await sleep(300);
     const retained = await MqttObserver.retained(peer.port, ['homeassistant/#', STATE]);
     assert.deepEqual([...retained.keys()].filter((t) => t.includes(DEV)).sort(), PLAN_CONFIG_TOPICS);
-    const cfg = (c: string, k: string) => JSON.parse(retained.get(cfgTopic(c, k))!);
-    assert.deepEqual(cfg('sensor', 'state'), {
-      name: 'State',
-      unique_id: `${DEV}_state`,
-      default_entity_id: 'sensor.plan_homelab_state',
-      state_topic: STATE,
-      value_template: '{{ value_json.state }}',
-      device_class: 'enum',
-      options: ['idle', 'armed', 'running', 'done', 'failed'],
-      icon: 'mdi:state-machine',
-      availability: AVAILABILITY,
-      device: DEVICE_BLOCK,
-      origin: ORIGIN,
-    });
-    assert.deepEqual(cfg('button', 'dry_run'), {
-      name: 'Dry-run',
-      unique_id: `${DEV}_dry_run`,
-      default_entity_id: 'button.plan_homelab_dry_run',
-      icon: 'mdi:test-tube',
-      command_topic: `${BASE}/set/dry_run`,
-      payload_press: 'PRESS',
-      availability: AVAILABILITY,
-      device: DEVICE_BLOCK,
-      origin: ORIGIN,
-    });
-    assert.deepEqual(cfg('switch', 'armed'), {
-      name: 'Armed',
-      unique_id: `${DEV}_armed`,
-      default_entity_id: 'switch.plan_homelab_armed',
-      state_topic: STATE,
-      value_template: '{{ value_json.armed }}',
-      icon: 'mdi:shield-check',
-      command_topic: `${BASE}/set/armed`,
-      payload_on: 'ON',
-      payload_off: 'OFF',
-      state_on: 'ON',
-      state_off: 'OFF',
-      availability: AVAILABILITY,
-      device: DEVICE_BLOCK,
-      origin: ORIGIN,
-    });
-    assert.deepEqual(cfg('sensor', 'time_budget_margin'), {
-      name: 'Time-budget margin',
-      unique_id: `${DEV}_time_budget_margin`,
-      default_entity_id: 'sensor.plan_homelab_time_budget_margin',
-      state_topic: STATE,
-      value_template: '{{ value_json.time_budget_margin }}',
-      device_class: 'duration',
-      unit_of_measurement: 's',
-      state_class: 'measurement',
-      icon: 'mdi:timer-sand',
-      availability: AVAILABILITY,
-      device: DEVICE_BLOCK,
-      origin: ORIGIN,
-    });
-    assert.deepEqual([cfg('sensor', 'progress').unit_of_measurement, cfg('sensor', 'progress').state_class], ['%', 'measurement']);
-    assert.deepEqual([cfg('sensor', 'last_command').entity_category, cfg('binary_sensor', 'remote_runs').entity_category], ['diagnostic', 'diagnostic']);
-    assert.equal(cfg('button', 'run_shutdown').command_topic, `${BASE}/set/run_shutdown`);
-    assert.equal(cfg('button', 'cancel').command_topic, `${BASE}/set/cancel`);
+    const got = Object.fromEntries(PLAN_CONFIG_TOPICS.map((t) => [t, JSON.parse(retained.get(t)!)]));
+    assert.deepEqual(got, EXPECTED_PLAN_CONFIGS);
 
     const st = await stateOf(o, (s) => typeof s.time_budget_margin === 'number', 0);
     assert.equal(st.state, 'armed');
@@ -218,8 +218,32 @@ describe('publish state: a plan as a Home Assistant device (real Mosquitto, real
     assert.deepEqual([r.dryRun, r.direction, r.origin, r.trigger.topic], [false, 'shutdown', 'remote', 'homeassistant:run_shutdown']);
   });
 
-  it('the armed switch round-trips: OFF disarms the plan, ON arms it, the state follows', async () => {
+  it('the armed switch: ON arms always; OFF is refused unless the plan allows remote runs (a disarm would stop the next real shutdown)', async () => {
     await helper.load(NODES, flow(peer.port));
+    const out = new Collector('pub-out');
+    await stateOf(o, (s) => s.armed === 'ON' && s.state === 'armed', 0);
+    let from = o.seen.length;
+    await press(o, 'armed', 'OFF');
+    const cmd = (await out.waitFor((m) => m.topic === 'command' && m.payload.command === 'armed', 3000)).msg.payload;
+    assert.equal(cmd.accepted, false);
+    assert.equal(cmd.message, 'disarming refused: remote control of real runs is not allowed for this plan (enable "allow runs from Home Assistant / MQTT")');
+    let st = await stateOf(o, (s) => s.last_command === cmd.message, from);
+    assert.deepEqual([st.armed, st.state], ['ON', 'armed'], 'the switch stays on');
+    assert.equal(helper.getNode('homelab-plan').plan.isArmed(), true);
+    assert.ok(warnings('pub').some((w) => w === `Home Assistant: plan "Homelab": ${cmd.message}`), warnings('pub').join(' | '));
+
+    // arming is always allowed (disarm locally first)
+    await helper.getNode('homelab-plan').plan.setArmed(false, 'test');
+    await stateOf(o, (s) => s.armed === 'OFF', from);
+    from = o.seen.length;
+    await press(o, 'armed', 'ON');
+    st = await stateOf(o, (s) => s.armed === 'ON' && s.last_command === 'armed by Home Assistant', from);
+    assert.equal(st.state, 'armed');
+    assert.equal(helper.getNode('homelab-plan').plan.isArmed(), true);
+  });
+
+  it('with "allow remote runs" on, the armed switch round-trips: OFF disarms the plan, ON arms it, the state follows', async () => {
+    await helper.load(NODES, flow(peer.port, { allowRemote: true }));
     await stateOf(o, (s) => s.armed === 'ON' && s.state === 'armed', 0);
     let from = o.seen.length;
     await press(o, 'armed', 'OFF');
@@ -231,6 +255,32 @@ describe('publish state: a plan as a Home Assistant device (real Mosquitto, real
     st = await stateOf(o, (s) => s.armed === 'ON' && s.last_command === 'armed by Home Assistant', from);
     assert.equal(st.state, 'armed');
     assert.equal(helper.getNode('homelab-plan').plan.isArmed(), true);
+  });
+
+  it('cancel of a real run from Home Assistant is refused unless the plan allows remote runs; the run goes on', async () => {
+    // The second phase waits for its gate (runtime ≤ 1 min on battery), so the run is in progress.
+    const f = flow(peer.port);
+    Object.assign(f.find((n) => n.id === 'p2')!, { gate: true, gateUps: 'dev', gateRuntime: 1 });
+    await helper.load(NODES, f);
+    const out = new Collector('pub-out');
+    const report = new Collector('report');
+    await stateOf(o, (s) => s.state === 'armed', 0);
+    await helper.getNode('dev').simulate('power-lost', undefined);
+    const from = o.seen.length;
+    const started = helper.getNode('homelab-plan').request({ direction: 'shutdown', dryRun: false, origin: 'local', topic: 'shutdown' });
+    assert.equal(started.started, true, JSON.stringify(started));
+    await stateOf(o, (s) => s.state === 'running' && s.current_phase === 'Hosts', from);
+    await press(o, 'cancel');
+    const cmd = (await out.waitFor((m) => m.topic === 'command' && m.payload.command === 'cancel', 3000)).msg.payload;
+    assert.equal(cmd.accepted, false);
+    assert.equal(cmd.message, 'cancel refused: remote control of real runs is not allowed for this plan (enable "allow runs from Home Assistant / MQTT")');
+    const st = await stateOf(o, (s) => s.last_command === cmd.message, from);
+    assert.equal(st.state, 'running', 'the run goes on');
+    assert.ok(warnings('pub').some((w) => w.endsWith(cmd.message)), warnings('pub').join(' | '));
+    assert.equal(report.received.length, 0);
+    // a local cancel still works
+    assert.equal(helper.getNode('homelab-plan').cancel('test').ok, true);
+    await report.waitFor((m) => m.topic === 'run-report', 10000);
   });
 
   it('a retained command is ignored: a stale PRESS never starts anything after a restart', async () => {

@@ -3,10 +3,12 @@
  * time-budget margin and the last command's outcome as sensors; buttons run shutdown, run startup,
  * dry-run and cancel; a switch arms and disarms it.
  *
- * Commands from Home Assistant reach the plan with origin `remote`: a dry-run is always allowed; a
- * real run only when the plan allows remote runs (the plan refuses it otherwise, and the refusal is
- * shown on the "Last command" sensor and reported to the caller). Retained command messages are
- * ignored: a stale retained PRESS must never start a shutdown after a restart.
+ * Commands from Home Assistant reach the plan with origin `remote`: a dry-run and arming are always
+ * allowed; a real run, disarming and cancelling a real run only when the plan allows remote runs.
+ * Anyone who can publish to the broker can press these, so without that setting nobody on MQTT can
+ * start a shutdown, nor stop one (or keep the next one from happening) either. A refusal is shown on
+ * the "Last command" sensor and reported to the caller. Retained command messages are ignored: a
+ * stale retained PRESS must never start a shutdown after a restart.
  *
  * Topics: state `<base>/plan/<plan>/state` (retained JSON), commands `<base>/plan/<plan>/set/<key>`.
  */
@@ -70,6 +72,19 @@ export function planDiscovery(ctx: DiscoveryContext, plan: { id: string; name: s
 
 const onOff = (b: boolean) => (b ? 'ON' : 'OFF');
 
+/** Home Assistant keeps at most 255 characters of a sensor's state (longer states are rejected). */
+export const HA_STATE_MAX = 255;
+
+/** Text for a sensor state, cut to what Home Assistant accepts. */
+export function stateText(t: string | null): string | null {
+  if (t === null) return null;
+  const chars = [...t];
+  return chars.length > HA_STATE_MAX ? chars.slice(0, HA_STATE_MAX - 1).join('') + '…' : t;
+}
+
+/** Why a control that needs "allow remote runs" was refused (the plan's own words for a refused run). */
+export const REMOTE_NOT_ALLOWED = 'remote control of real runs is not allowed for this plan (enable "allow runs from Home Assistant / MQTT")';
+
 /** `shutdown done: 12 ok, 1 failed` (`dry-run of shutdown done: …`). */
 export function resultText(r: NonNullable<PlanStatus['lastResult']>): string {
   const what = r.dryRun ? `dry-run of ${r.direction}` : r.direction;
@@ -84,7 +99,7 @@ export function planStatePayload(st: PlanStatus, marginS: number | null, lastCom
     state: st.state,
     armed: onOff(st.armed),
     remote_runs: onOff(st.allowRemote),
-    current_phase: st.currentPhase,
+    current_phase: stateText(st.currentPhase),
     progress: p && p.phases ? Math.round((p.phasesDone / p.phases) * 100) : null,
     phases_done: p?.phasesDone ?? null,
     phases: p?.phases ?? null,
@@ -93,14 +108,14 @@ export function planStatePayload(st: PlanStatus, marginS: number | null, lastCom
     run_id: st.run?.id ?? null,
     run_direction: st.run?.direction ?? null,
     run_dry_run: st.run ? st.run.dryRun : null,
-    last_result: last ? resultText(last) : null,
+    last_result: last ? stateText(resultText(last)) : null,
     last_run_id: last?.id ?? null,
     last_run_direction: last?.direction ?? null,
     last_run_dry_run: last?.dryRun ?? null,
     last_run_state: last?.state ?? null,
     last_run_ended_at: last ? new Date(last.endedAt).toISOString() : null,
     time_budget_margin: marginS === null ? null : Math.round(marginS),
-    last_command: lastCommand,
+    last_command: stateText(lastCommand),
   };
 }
 
@@ -195,15 +210,29 @@ export class PlanControl {
         : { plan, command: key, accepted: false, message: `${run.what} ${r.queued ? 'queued' : 'refused'}: ${r.reason}` };
     } else if (key === 'cancel') {
       if (payload !== 'PRESS') return;
-      const r = this.plan.cancel('Home Assistant');
-      report = { plan, command: key, accepted: r.ok, message: r.ok ? `cancel requested by Home Assistant${r.reason ? `: ${r.reason}` : ''}` : `cancel refused: ${r.reason}` };
+      const st = this.plan.status();
+      if (!st.allowRemote && !st.run) {
+        // Without remote control nothing but a dry-run may be cancelled; a queued real startup neither.
+        report = { plan, command: key, accepted: false, message: 'cancel refused: no run in progress' };
+      } else if (!st.allowRemote && !st.run!.dryRun) {
+        report = { plan, command: key, accepted: false, message: `cancel refused: ${REMOTE_NOT_ALLOWED}` };
+      } else {
+        const r = this.plan.cancel('Home Assistant');
+        report = { plan, command: key, accepted: r.ok, message: r.ok ? `cancel requested by Home Assistant${r.reason ? `: ${r.reason}` : ''}` : `cancel refused: ${r.reason}` };
+      }
     } else if (key === 'armed') {
       if (payload !== 'ON' && payload !== 'OFF') return;
-      try {
-        await this.plan.setArmed(payload === 'ON', 'Home Assistant');
-        report = { plan, command: key, accepted: true, message: `${payload === 'ON' ? 'armed' : 'disarmed'} by Home Assistant` };
-      } catch (err) {
-        report = { plan, command: key, accepted: false, message: `${payload === 'ON' ? 'arming' : 'disarming'} failed: ${(err as Error).message}` };
+      const arm = payload === 'ON';
+      if (!arm && !this.plan.status().allowRemote) {
+        // A disarm is persisted: it would silently keep the next real shutdown from running.
+        report = { plan, command: key, accepted: false, message: `disarming refused: ${REMOTE_NOT_ALLOWED}` };
+      } else {
+        try {
+          await this.plan.setArmed(arm, 'Home Assistant');
+          report = { plan, command: key, accepted: true, message: `${arm ? 'armed' : 'disarmed'} by Home Assistant` };
+        } catch (err) {
+          report = { plan, command: key, accepted: false, message: `${arm ? 'arming' : 'disarming'} failed: ${(err as Error).message}` };
+        }
       }
     } else {
       return;
