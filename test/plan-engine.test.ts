@@ -219,6 +219,87 @@ describe('plan run machinery (lib/plan)', () => {
     assert.ok(events.some((e) => e.type === 'run-refused'));
   });
 
+  it('power fails again during the startup: the real shutdown takes over at once; the next startup still starts what the first shutdown turned off', async () => {
+    const inv = new Inventory(['web', 'nas'], 200);
+    const phases = [phase('vms', [action('a1', inv, ['web'])], {}, ['storage']), phase('storage', [action('a2', inv, ['nas'])])];
+    const plan = newPlan();
+    let done = reportOf(plan);
+    plan.request({ direction: 'shutdown', dryRun: false, origin: 'local', topic: 'shutdown' }, resolver(phases));
+    assert.equal((await done).state, 'done');
+    // Mains returns: the startup begins with the NAS (mirrored order)…
+    const startup = reportOf(plan);
+    plan.request({ direction: 'startup', dryRun: false, origin: 'local', topic: 'restore' }, resolver(phases));
+    await until(() => inv.calls.includes('start nas'));
+    // …and fails again: the threshold fires shutdown once.
+    const r = plan.request({ direction: 'shutdown', dryRun: false, origin: 'local', topic: 'shutdown' }, resolver(phases));
+    assert.equal(r.started, true, 'the shutdown is not refused');
+    const stopped = await startup;
+    assert.equal(stopped.direction, 'startup');
+    assert.equal(stopped.state, 'cancelled');
+    assert.equal(stopped.preemptedBy?.topic, 'shutdown');
+    assert.deepEqual(stopped.phases.map((p) => [p.name, p.state]), [['storage', 'failed'], ['vms', 'skipped']]);
+    assert.match(stopped.phases[0].note!, /a shutdown \(shutdown, local\) took over/);
+    assert.ok(stopped.timeline.some((t) => t.event === 'run-preempted'));
+    done = reportOf(plan);
+    const down = await done;
+    assert.equal(down.direction, 'shutdown');
+    assert.equal(down.state, 'done');
+    assert.equal(plan.lastRun()!.id, down.id);
+    assert.equal(inv.power.get('nas'), 'off');
+    assert.equal(inv.power.get('web'), 'off');
+    // Mains back for good: both come back, though the second shutdown found them already off.
+    inv.calls = [];
+    done = reportOf(plan);
+    plan.request({ direction: 'startup', dryRun: false, origin: 'local', topic: 'restore' }, resolver(phases));
+    assert.equal((await done).state, 'done');
+    assert.deepEqual(inv.calls, ['start nas', 'start web']);
+  });
+
+  it('a real shutdown stops a dry-run in progress and runs at once', async () => {
+    const inv = new Inventory(['vm1']);
+    let release: () => void = () => undefined;
+    const slow: ActionHandle = {
+      id: 'slow',
+      name: 'slow',
+      budgetMs: () => 60_000,
+      perform: (step) =>
+        step.run.dryRun
+          ? new Promise((resolve) => {
+              const report = { operation: 'shutdown', dryRun: true, ok: false, aborted: true, results: [], ms: 0 };
+              release = () => resolve(report);
+              step.signal.addEventListener('abort', release, { once: true });
+            })
+          : Promise.resolve({ operation: 'shutdown', dryRun: false, ok: true, aborted: false, results: [], ms: 0 }),
+    };
+    const phases = [phase('check', [slow], {}, ['vms']), phase('vms', [action('a1', inv, ['vm1'])])];
+    const plan = newPlan();
+    const dry = reportOf(plan);
+    plan.request({ direction: 'shutdown', dryRun: true, origin: 'remote', topic: 'dry-run' }, resolver(phases));
+    await until(() => plan.status().currentPhase === 'check');
+    assert.equal(plan.request({ direction: 'shutdown', dryRun: false, origin: 'local', topic: 'shutdown' }, resolver(phases)).started, true);
+    const d = await dry;
+    assert.equal(d.dryRun, true);
+    assert.equal(d.state, 'cancelled');
+    assert.equal(d.phases[1].state, 'skipped');
+    const real = await reportOf(plan);
+    assert.equal(real.dryRun, false);
+    assert.equal(real.state, 'done');
+    assert.deepEqual(inv.calls, ['shutdown vm1']);
+    release();
+  });
+
+  it('a dry-run or a second startup during a startup is still refused', async () => {
+    const inv = new Inventory(['vm1'], 300);
+    inv.power.set('vm1', 'off');
+    const phases = [phase('vms', [action('a1', inv, ['vm1'])])];
+    const plan = newPlan();
+    const done = reportOf(plan);
+    plan.request({ direction: 'startup', dryRun: false, origin: 'local', topic: 'startup' }, resolver(phases));
+    assert.equal(plan.request({ direction: 'shutdown', dryRun: true, origin: 'local', topic: 'dry-run' }, resolver(phases)).started, false);
+    assert.equal(plan.request({ direction: 'startup', dryRun: false, origin: 'local', topic: 'startup' }, resolver(phases)).started, false);
+    assert.equal((await done).state, 'done');
+  });
+
   it('startup mirrors the shutdown order, leaving out shutdown-only phases; a startup chain replaces the mirror', async () => {
     const inv = new Inventory(['vm', 'nas', 'ups']);
     for (const n of inv.power.keys()) inv.power.set(n, 'off');

@@ -222,6 +222,31 @@ describe('a plan of phases with real SSH and libvirt actions', function () {
     assert.deepEqual(order, ['host', 'nas', 'vm', 'vm']);
   });
 
+  it('power fails again during the startup: the shutdown stops the startup at once and shuts everything down', async () => {
+    const [a] = await domains(['web'], false);
+    const out = await load(homelab([a], { host: { startup: 'command', startupCommand: 'hang 30', timeout: 20 } }));
+    helper.getNode('p3').receive({ topic: 'restore' });
+    await sshd.waitForCommand((c) => c.startsWith('hang'));
+    await lv.start(a); // someone started the VM by hand meanwhile
+    const t0 = Date.now();
+    helper.getNode('p1').receive({ topic: 'shutdown', payload: { vector: 'runtime' } });
+    const stopped = await report(out.first); // the startup's last phase is the chain's first
+    assert.equal(stopped.direction, 'startup');
+    assert.equal(stopped.state, 'cancelled');
+    assert.equal(stopped.preemptedBy.topic, 'shutdown');
+    assert.deepEqual(stopped.phases.map((p: any) => [p.name, p.state]), [['host', 'failed'], ['NAS', 'skipped'], ['VMs', 'skipped']]);
+    assert.match(stopped.phases[0].note, /a shutdown \(shutdown, local\) took over/);
+    const r = await report(out.last);
+    assert.equal(r.direction, 'shutdown');
+    assert.equal(r.state, 'done', JSON.stringify(r.phases, null, 1));
+    assert.ok(Date.now() - t0 < 30_000, 'the shutdown did not wait for the hanging startup command');
+    assert.equal(await lv.state(a), 'shut off');
+    const warned = helper.getNode('p1').warn.getCalls().map((c: any) => String(c.args[0]));
+    assert.ok(!warned.some((w: string) => /in progress/.test(w)), warned.join('\n'));
+    assert.ok(!sshd.commands().some((c) => / start --domain /.test(c)), 'no VM was started');
+    assert.ok(sshd.commands().includes('poweroff'), 'the host was shut down');
+  });
+
   it('wrong host key, wrong client key, unreachable host, a hanging command: clear errors in bounded time; "continue" goes on, "stop" ends the plan', async () => {
     const [a] = await domains(['web']);
     const t0 = Date.now();

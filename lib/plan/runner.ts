@@ -56,6 +56,16 @@ export type ChainResolver = (direction: Direction) => PhaseHandle[];
 const TIMELINE_MAX = 5000;
 /** Added to a phase's derived timeout: connecting, dispatch and status overhead. */
 const PHASE_MARGIN_MS = 10_000;
+/** How long a preempting shutdown waits for the run it replaced to let go of its targets. */
+const PREEMPT_SETTLE_MS = 5000;
+
+/** Why a startup run or a dry-run was stopped: a real shutdown took over. Not a restart (Interrupted). */
+class Preempted extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'Preempted';
+  }
+}
 
 export class Plan {
   readonly id: string;
@@ -70,6 +80,8 @@ export class Plan {
   private active: Promise<void> | null = null;
   private runAc: AbortController | null = null;
   private cancelAc: AbortController | null = null;
+  /** The phases of the run in progress (to finish a run that is preempted). */
+  private handles: Map<string, PhaseHandle> | null = null;
   private queued: { req: RunRequest; resolve: ChainResolver } | null = null;
   private listeners = new Set<(e: RunEvent) => void>();
   private persistFailed = false;
@@ -117,7 +129,7 @@ export class Plan {
       rec.endedAt = this.now();
       this.addTimeline(rec, 'run-not-resumed', 'the machine restarted during this shutdown run (power cut or reboot): not resumed, so nothing that came back up is shut down again');
       this.log('warn', `plan "${this.name}": the shutdown run ${short(rec.id)} was cut short by a restart of this machine; it is not resumed`);
-      this.restore = restoreOf(rec);
+      this.restore = mergeRestore(this.restore, restoreOf(rec));
       await this.persist();
       this.emitState();
       return null;
@@ -190,7 +202,9 @@ export class Plan {
     if (req.origin === 'remote' && !req.dryRun && !this.allowRemote) return refuse('remote runs are not allowed for this plan (enable "allow runs from Home Assistant / MQTT")');
     if (!req.dryRun && !this.armed) return refuse('the plan is disarmed');
     const cur = this.running();
-    if (cur) {
+    // A real shutdown never waits behind a startup or a dry-run: the power may be failing again.
+    const preempts = !!cur && req.direction === 'shutdown' && !req.dryRun && (cur.direction === 'startup' || cur.dryRun);
+    if (cur && !preempts) {
       if (req.direction === 'startup' && cur.direction === 'shutdown' && !req.dryRun && !cur.dryRun) {
         this.queued = { req, resolve };
         return refuse(`a shutdown run (${short(cur.id)}) is in progress; the startup follows when it ends`, true);
@@ -204,6 +218,8 @@ export class Plan {
       return refuse((err as Error).message);
     }
     if (chain.length === 0) return refuse(`the plan has no ${req.direction} phases`);
+    let settled: Promise<void> | undefined;
+    if (preempts) settled = this.preempt(req);
     const now = this.now();
     const rec: RunRecord = {
       version: 1,
@@ -228,8 +244,50 @@ export class Plan {
     this.addTimeline(rec, 'run-started', `${what} started (${req.topic}, ${req.origin}): ${chain.map((h) => h.name).join(' → ')}`);
     this.log('info', `plan "${this.name}": ${what} started by ${req.topic} (${req.origin})`);
     this.emit({ type: 'run-started', message: `${what} started by ${req.topic}` });
-    this.startLoop(rec, new Map(chain.map((h) => [h.id, h])));
+    this.startLoop(rec, new Map(chain.map((h) => [h.id, h])), settled);
     return { started: true, run: refOf(rec) };
+  }
+
+  /**
+   * Stop the startup run or dry-run in progress because a real shutdown takes over: its work in
+   * flight is aborted, phases and actions not finished are closed with the reason, and its report
+   * (state cancelled, `preemptedBy`) is sent. Resolves when its loop has let go (bounded).
+   */
+  private preempt(req: RunRequest): Promise<void> {
+    const old = this.record!;
+    const handles = this.handles ?? new Map<string, PhaseHandle>();
+    const loop = this.active ?? Promise.resolve();
+    const now = this.now();
+    const why = `stopped: a shutdown (${req.topic}, ${req.origin}) took over`;
+    this.runAc?.abort(new Preempted(why));
+    for (const p of old.phases) {
+      if (p.state === 'done' || p.state === 'failed' || p.state === 'skipped') continue;
+      for (const a of p.actions) {
+        if (a.state !== 'pending' && a.state !== 'running') continue;
+        a.state = a.state === 'running' ? 'failed' : 'skipped';
+        a.error = why;
+        a.endedAt = now;
+      }
+      p.state = p.state === 'running' ? 'failed' : 'skipped';
+      p.note = why;
+      p.endedAt = now;
+    }
+    old.state = 'cancelled';
+    old.endedAt = now;
+    old.preemptedBy = { at: now, topic: req.topic, origin: req.origin };
+    const text = `${old.dryRun ? 'dry-run of the ' : ''}${old.direction} run ${short(old.id)} ${why}`;
+    this.addTimeline(old, 'run-preempted', text);
+    this.log('warn', `plan "${this.name}": ${text}`);
+    // What this startup did start needs no starting after the next shutdown.
+    if (!old.dryRun && old.direction === 'startup' && this.restore) this.restore = withoutStarted(this.restore, old);
+    const report: RunReport = { ...(JSON.parse(JSON.stringify(old)) as RunRecord), ms: now - old.startedAt, totals: totalsOf(old) };
+    const ref = refOf(old);
+    for (const p of old.phases) handles.get(p.id)?.update(p, ref);
+    const last = old.phases[old.phases.length - 1];
+    handles.get(last.id)?.finished(last, ref, report);
+    this.emit({ type: 'run-report', run: ref, report, message: text });
+    let timer: NodeJS.Timeout | undefined;
+    return Promise.race([loop, new Promise<void>((r) => (timer = setTimeout(r, PREEMPT_SETTLE_MS)))]).finally(() => clearTimeout(timer));
   }
 
   /** Resume the run that was in progress when Node-RED stopped. */
@@ -285,27 +343,32 @@ export class Plan {
 
   // ---- the run loop ----
 
-  private startLoop(rec: RunRecord, handles: Map<string, PhaseHandle>): void {
+  private startLoop(rec: RunRecord, handles: Map<string, PhaseHandle>, after?: Promise<void>): void {
     this.runAc = new AbortController();
     this.cancelAc = new AbortController();
+    this.handles = handles;
     if (rec.cancelRequested) this.cancelAc.abort(new Error(`cancelled by ${rec.cancelRequested.by}`));
     const runSignal = this.runAc.signal;
     const cancelSignal = this.cancelAc.signal;
     this.emitState();
-    const loop = this.walk(rec, handles, runSignal, cancelSignal).catch((err) => {
+    const loop = (after ?? Promise.resolve()).then(() => this.walk(rec, handles, runSignal, cancelSignal)).catch((err) => {
       // Never reached in normal operation: the walk records failures itself.
       this.log('error', `plan "${this.name}": run ${short(rec.id)} stopped by an internal error: ${(err as Error).stack ?? err}`);
       rec.state = 'failed';
       rec.endedAt = this.now();
       return this.persist();
     });
-    this.active = loop.finally(() => {
+    const active: Promise<void> = loop.finally(() => {
+      // A preempted run's loop ends after its successor started: it must not touch the plan's state.
+      if (this.active !== active) return;
       this.active = null;
+      this.handles = null;
       this.emitState();
       const q = this.queued;
       this.queued = null;
       if (q && !this.closed && !runSignal.aborted) this.request(q.req, q.resolve);
     });
+    this.active = active;
   }
 
   private async walk(rec: RunRecord, handles: Map<string, PhaseHandle>, runSignal: AbortSignal, cancelSignal: AbortSignal): Promise<void> {
@@ -365,6 +428,7 @@ export class Plan {
    * redeployed nodes are back (resumeStalled).
    */
   private stall(rec: RunRecord): void {
+    if (this.record !== rec) return; // preempted: already closed with its reason
     this.stalled = this.closed ? null : rec;
     this.interruptedRun = false;
     if (this.stalled) this.log('warn', `plan "${this.name}": run ${short(rec.id)} paused: a node of the run was redeployed; it resumes when the node is back`);
@@ -468,15 +532,18 @@ export class Plan {
           signal: phaseAc.signal,
           hooks: {
             onProgress: (p) => {
+              if (this.record !== rec) return; // preempted: closed already
               arec.total = p.total;
               h.update(ph, ref);
             },
             beforeTarget: async (t) => {
+              if (this.record !== rec) return;
               if (!arec.started.includes(t.name)) arec.started.push(t.name);
               this.addTimeline(rec, 'target-started', `${a.name}: ${t.name} (${t.power})`, ph.name, t.name);
               await this.persist();
             },
             onResult: async (r) => {
+              if (this.record !== rec) return;
               if (arec.results.some((x) => x.target === r.target)) return; // a result carried over from before a restart
               arec.results.push(r);
               this.addTimeline(rec, r.ok ? 'target-done' : 'target-failed', `${a.name}: ${r.target} ${r.ok ? r.method : 'failed'}${r.error ? `: ${r.error}` : r.detail ? `: ${r.detail}` : ''}`, ph.name, r.target);
@@ -572,8 +639,10 @@ export class Plan {
     this.addTimeline(rec, 'run-' + rec.state, text);
     report.timeline = rec.timeline.slice();
     this.showLast = true;
-    if (!rec.dryRun && rec.direction === 'shutdown') this.restore = restoreOf(rec);
+    // A shutdown adds to what an earlier one (not yet undone by a complete startup) turned off.
+    if (!rec.dryRun && rec.direction === 'shutdown') this.restore = mergeRestore(this.restore, restoreOf(rec));
     else if (!rec.dryRun && rec.direction === 'startup' && rec.state === 'done') this.restore = null;
+    else if (!rec.dryRun && rec.direction === 'startup' && this.restore) this.restore = withoutStarted(this.restore, rec);
     this.log(rec.state === 'failed' ? 'warn' : 'info', `plan "${this.name}": ${text}`);
     await this.persist();
     const last = rec.phases[rec.phases.length - 1];
@@ -629,6 +698,28 @@ function restoreOf(rec: RunRecord): Restore {
     for (const a of p.actions) actions[a.id] = a.results.filter((r) => r.ok && (r.method === 'graceful' || r.method === 'forced' || (r.method === 'already' && r.undoOnStartup))).map((r) => r.target);
   }
   return { actions, phasesNotRun };
+}
+
+/** Two shutdowns without a complete startup between them: the startup must undo both. */
+function mergeRestore(prev: Restore | null, next: Restore): Restore {
+  if (!prev) return next;
+  const actions: Record<string, string[]> = { ...prev.actions };
+  for (const [id, names] of Object.entries(next.actions)) actions[id] = [...new Set([...(actions[id] ?? []), ...names])];
+  // A phase counts as never run only if neither shutdown ran it (actions listed above take precedence anyway).
+  return { actions, phasesNotRun: prev.phasesNotRun.filter((id) => next.phasesNotRun.includes(id)) };
+}
+
+/** What is left to undo after a startup that did not finish: the targets it started are done. */
+function withoutStarted(r: Restore, startup: RunRecord): Restore {
+  const actions: Record<string, string[]> = { ...r.actions };
+  for (const p of startup.phases) {
+    for (const a of p.actions) {
+      if (!actions[a.id]) continue;
+      const started = new Set(a.results.filter((x) => x.ok && x.method !== 'skipped' && x.method !== 'dry-run').map((x) => x.target));
+      actions[a.id] = actions[a.id].filter((n) => !started.has(n));
+    }
+  }
+  return { actions, phasesNotRun: r.phasesNotRun };
 }
 
 /** The `only` of an action in a startup run; none (act on the selection) for actions the shutdown did not know. */

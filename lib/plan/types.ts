@@ -78,6 +78,8 @@ export interface RunRecord {
   resumed: number[];
   /** Startup runs: what the last shutdown turned off; only that is started. */
   restrict?: Restore;
+  /** A startup run or dry-run stopped because a real shutdown took over (state `cancelled`). */
+  preemptedBy?: { at: number; topic: string; origin: Origin };
 }
 
 /** What a real shutdown run turned off, for the mirrored startup. */
