@@ -361,6 +361,43 @@ describe('plan run machinery (lib/plan)', () => {
     assert.deepEqual(methods, { a1: 'already', a2: 'already', b1: 'graceful' });
   });
 
+  it('a restart while a phase waits at its gate: after the resume it waits again, and acts only when the gate opens', async () => {
+    const inv = new Inventory(['vm', 'ups'], 20);
+    let open: (() => void) | null = null;
+    const gated = (): TestPhase => {
+      const p = phase('ups-off', [action('a2', inv, ['ups'])]);
+      p.gate = (signal) =>
+        new Promise((resolve, reject) => {
+          if (signal.aborted) return reject(signal.reason);
+          open = () => resolve('runtime ≤ 5 min');
+          signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+        });
+      p.gateText = 'runtime on ups ≤ 5 min';
+      return p;
+    };
+    const mk = () => [phase('vms', [action('a1', inv, ['vm'])], {}, ['ups-off']), gated()];
+    const plan = newPlan();
+    plan.request({ direction: 'shutdown', dryRun: false, origin: 'local', topic: 'shutdown' }, resolver(mk()));
+    await until(() => plan.lastRun()?.phases[1].state === 'waiting');
+    await plan.close(); // Node-RED stops while "ups-off" waits at its gate
+    const again = newPlan();
+    const rec = await again.init();
+    assert.equal(rec!.phases[1].state, 'waiting');
+    open = null;
+    const phases2 = mk();
+    const done = reportOf(again);
+    again.resume(rec!, (id) => phases2.find((p) => p.id === id));
+    await until(() => open !== null);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(inv.calls, ['shutdown vm'], 'the UPS is not powered off before its gate opens');
+    assert.equal(again.lastRun()!.phases[1].state, 'waiting');
+    open!();
+    const report = await done;
+    assert.equal(report.state, 'done');
+    assert.deepEqual(inv.calls, ['shutdown vm', 'shutdown ups']);
+    assert.match(report.phases[1].note!, /gate opened: runtime ≤ 5 min/);
+  });
+
   it('the startup after a shutdown starts only what that shutdown turned off, not what was off before the outage', async () => {
     const inv = new Inventory(['web', 'db', 'old']);
     inv.power.set('old', 'off'); // off before the outage

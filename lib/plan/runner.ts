@@ -446,13 +446,15 @@ export class Plan {
   private async runPhase(rec: RunRecord, ph: PhaseRecord, h: PhaseHandle, runSignal: AbortSignal, cancelSignal: AbortSignal): Promise<void> {
     const ref = refOf(rec);
     // The gate: a real run waits until its condition holds; a cancel during the wait skips the phase.
-    if (h.gate && ph.state === 'pending') {
+    // A phase saved while waiting (Node-RED restarted) waits again: the gate had not opened.
+    if (h.gate && (ph.state === 'pending' || ph.state === 'waiting')) {
       if (rec.dryRun) {
         ph.note = `gate: would wait until ${h.gateText}`;
       } else {
+        const again = ph.state === 'waiting';
         ph.state = 'waiting';
         ph.note = `waiting until ${h.gateText}`;
-        this.addTimeline(rec, 'phase-waiting', `${ph.name}: waiting until ${h.gateText}`, ph.name);
+        this.addTimeline(rec, 'phase-waiting', `${ph.name}: ${again ? 'waiting again after the restart' : 'waiting'} until ${h.gateText}`, ph.name);
         h.update(ph, ref);
         this.emitState();
         await this.persist();
