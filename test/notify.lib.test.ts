@@ -287,6 +287,32 @@ describe('notify: crisis mode', () => {
     assert.equal(got[8].title, 'Plan homelab: shutdown done');
   });
 
+  it('every target that succeeds is a step of its own (one message each); forced is a warning', async () => {
+    const { got, target } = recorder();
+    const n = new Notifier({ main: target('mail'), crisis: target('phone') });
+    const vms = { id: 'a', name: 'VMs', state: 'running' };
+    const result = (t: string, method: string, after = 'off') => ({ target: t, id: t, before: 'running', after, method, ms: 4200, ok: true, action: 'libvirt' });
+    await n.handle(ev('run-started'));
+    await n.handle(ev('phase-started', { phase: vms }));
+    await n.handle(ev('target-done', { phase: vms, target: result('db1', 'graceful') }));
+    await n.handle(ev('target-done', { phase: vms, target: result('web1', 'already') }));
+    await n.handle(ev('target-done', { phase: vms, target: result('old', 'forced') }));
+    await n.handle(ev('phase-done', { phase: { ...vms, state: 'done' } }));
+    assert.deepEqual(got.map((g) => `${g.ch} ${g.key} ${g.title}`), [
+      'mail run-started Plan homelab: shutdown started',
+      'phone run-started Plan homelab: shutdown started',
+      'phone phase-started Plan homelab: phase VMs started',
+      'phone target-done Plan homelab: db1 off (graceful)',
+      'phone target-done Plan homelab: web1 already off',
+      'phone target-done Plan homelab: old off (forced)',
+      'phone phase-done Plan homelab: phase VMs done',
+    ]);
+    const sev: string[] = [];
+    const m = new Notifier({ main: { name: 'x', enqueue: async (x: any, t: any) => void sev.push(`${x.severity} ${render(t.body, x.ctx)}`) } });
+    await m.handle(ev('target-done', { phase: vms, target: result('old', 'forced') }));
+    assert.match(sev[0], /^warning old off \(forced\) after 4 s, in phase VMs of the shutdown \(/);
+  });
+
   it('without a crisis channel the steps go to the main channel; crisis mode off sends milestones only', async () => {
     const a = recorder();
     const on = new Notifier({ main: a.target('mail') });

@@ -13,7 +13,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { helper, notifyChannelNode, notifyNode, send, sleep, sshActionNode, sshHostNode } from './util/red';
 import { HttpRecorder } from './peers/notify-services';
-import { channel, notify } from './util/notify-flow';
+import { channel, notify, statusesOf } from './util/notify-flow';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const planNode = require('../nodes/upsorch-plan');
@@ -54,10 +54,10 @@ describe('notify crisis mode with a plan run (Node-RED runtime)', function () {
     fs.rmSync(userDir, { recursive: true, force: true });
   });
 
-  async function loadPlan(notifyOver: Record<string, unknown>, extra: Record<string, unknown>[] = []) {
+  async function loadPlan(notifyOver: Record<string, unknown>, extra: Record<string, unknown>[] = [], planOver: Record<string, unknown> = {}) {
     const port = await closedPort();
     await helper.load(NODES, [
-      { id: 'plan', type: 'upsorch-plan', name: 'homelab', armed: true, allowRemote: false, stateDir: '' },
+      { id: 'plan', type: 'upsorch-plan', name: 'homelab', armed: true, allowRemote: false, stateDir: '', ...planOver },
       phase('p1', 'VMs', ['a1'], ['p2']),
       phase('p2', 'hosts', [], extra.length ? ['n2'] : []),
       { id: 'h1', type: 'upsorch-ssh-host', name: 'nas', host: '127.0.0.1', port, username: 'root', fingerprint: 'SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s', timeout: 3 },
@@ -108,6 +108,24 @@ describe('notify crisis mode with a plan run (Node-RED runtime)', function () {
     assert.deepEqual(failed.run.direction, 'shutdown');
     assert.equal(failed.run.dryRun, true);
     assert.match(failed.message, /^Phase VMs: failed/);
+  });
+
+  it('a shutdown the disarmed plan refuses is reported at once, as critical, on both channels', async () => {
+    await loadPlan({ crisisChannel: 'phone', plan: 'plan' }, [], { armed: false });
+    await sleep(300);
+    send('p1', { topic: 'shutdown' });
+    await http.waitForCount(2, 10000);
+    await sleep(300);
+    assert.deepEqual(http.requests.map((r) => `${r.path} ${r.json.event}: ${r.json.title}`), [
+      '/main run-refused: Plan homelab: shutdown refused',
+      '/phone run-refused: Plan homelab: shutdown refused',
+    ]);
+    const [r] = http.requests;
+    assert.equal(r.json.severity, 'critical');
+    assert.match(r.json.message, /^Plan homelab: The shutdown was not started: the plan is disarmed\. Nothing is being shut down\. \(\d{4}-/);
+    // A refusal is not a run: nothing else follows, and the node is not "run in progress".
+    const st = statusesOf('n').pop();
+    assert.doesNotMatch(String(st?.text), /run in progress/);
   });
 
   it('crisis mode off: only the milestones', async () => {

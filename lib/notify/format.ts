@@ -7,7 +7,7 @@ import { UPS_EVENTS, UpsEventName, Severity } from '../ups/events';
 import { UpsState } from '../ups/state';
 
 /** Template keys: every UPS event, every plan run message, and the notifier's own messages. */
-export const PLAN_TOPICS = ['run-started', 'run-resumed', 'phase-started', 'phase-done', 'target-failed', 'run-report'] as const;
+export const PLAN_TOPICS = ['run-started', 'run-resumed', 'phase-started', 'phase-done', 'target-done', 'target-failed', 'run-report', 'run-refused'] as const;
 export type PlanTopic = (typeof PLAN_TOPICS)[number];
 export const OWN_KEYS = ['custom', 'flapping', 'digest', 'test'] as const;
 export type TemplateKey = UpsEventName | PlanTopic | (typeof OWN_KEYS)[number];
@@ -210,6 +210,8 @@ const obj = (v: unknown): Record<string, unknown> | undefined => (v && typeof v 
 export function isPlanMessage(topic: unknown, p: unknown, msgRun?: unknown): boolean {
   if (typeof topic !== 'string' || !(PLAN_TOPICS as readonly string[]).includes(topic) || !obj(p)) return false;
   const o = p as Record<string, unknown>;
+  // A refusal of a plan that never ran carries no run, only the plan.
+  if (topic === 'run-refused') return !!obj(o.plan) && typeof o.message === 'string';
   return !!obj(o.run) || !!obj(msgRun) || !!obj(o.report) || typeof o.direction === 'string';
 }
 
@@ -254,7 +256,58 @@ function actionFailures(a: NonNullable<PhaseLike['actions']>[number] & { state?:
   return failed;
 }
 
+/**
+ * A run the plan did not start (disarmed, another run in progress, remote runs not allowed…) or a
+ * cancel it refused. The event's `run` is the plan's last run, not the refused one: what was refused
+ * is read from the plan's message ("shutdown not started: the plan is disarmed", "cancel by x
+ * refused: past the point of no return"). A refused real shutdown is critical: nothing is being
+ * shut down; a second shutdown while one runs is only a step of that run.
+ */
+function fromRefusal(payload: Record<string, unknown>, now: number): Notification {
+  const plan = planName(payload, undefined, undefined);
+  const message = str(payload.message) ?? 'refused';
+  const ts = typeof payload.at === 'number' ? payload.at : now;
+  const started = /^(shutdown|startup|dry-run) not started: (.*)$/s.exec(message);
+  const cancel = /^cancel by (.*?) refused: (.*)$/s.exec(message);
+  const refused = started ? started[1] : cancel ? 'cancel' : 'request';
+  const reason = (started?.[2] ?? cancel?.[2] ?? message).trim();
+  const duplicate = refused === 'shutdown' && /\(shutdown\) is in progress/.test(reason);
+  let severity: Severity = 'warning';
+  let summary: string;
+  if (refused === 'shutdown') {
+    severity = duplicate ? 'info' : 'critical';
+    summary = duplicate ? `A second shutdown was not started: ${reason}.` : `The shutdown was not started: ${reason}. Nothing is being shut down.`;
+  } else if (refused === 'startup') summary = `The startup was not started: ${reason}. Nothing is being started.`;
+  else if (refused === 'dry-run') {
+    severity = 'info';
+    summary = `The dry-run was not started: ${reason}.`;
+  } else if (refused === 'cancel') summary = `Cancel requested by ${cancel?.[1]} was refused: ${reason}; the run goes on.`;
+  else summary = message;
+  return {
+    key: 'run-refused',
+    kind: 'plan',
+    severity,
+    resolved: false,
+    ts,
+    ctx: { event: 'run-refused', severity, plan, refused, reason, summary, message, time: clockTime(ts) },
+    facts: [{ name: 'Plan', value: plan }, { name: 'Refused', value: refused }, { name: 'Reason', value: reason }],
+    step: duplicate,
+    group: `plan-${plan}`,
+  };
+}
+
+/** "off (graceful)", "already off", "checked (dry run)": what became of one target. */
+function targetResult(t: Record<string, unknown> | undefined): string {
+  const method = str(t?.method) ?? '';
+  const after = str(t?.after);
+  if (method === 'already') return `already ${after ?? 'done'}`;
+  if (method === 'dry-run') return 'checked (dry run)';
+  if (method === 'skipped') return 'skipped';
+  return `${after ?? 'done'}${method ? ` (${method})` : ''}`;
+}
+
 export function fromPlanMessage(topic: PlanTopic, payload: Record<string, unknown>, now: number, msgRun?: unknown): Notification {
+  if (topic === 'run-refused') return fromRefusal(payload, now);
   const report = obj(payload.report) ?? (topic === 'run-report' ? payload : undefined);
   const run = (obj(payload.run) ?? obj(msgRun) ?? (report ? { id: report.id, direction: report.direction, dryRun: report.dryRun, planName: report.planName } : {})) as RunRefLike;
   const plan = planName(payload, run, report);
@@ -288,6 +341,11 @@ export function fromPlanMessage(topic: PlanTopic, payload: Record<string, unknow
     case 'phase-done':
       result = phase?.state === 'failed' ? 'failed' : phase?.state === 'skipped' ? 'skipped' : 'done';
       severity = phase?.state === 'failed' ? 'warning' : 'info';
+      break;
+    case 'target-done':
+      result = targetResult(target);
+      // Forced off (graceful shutdown timed out) is worth a look afterwards.
+      severity = target?.method === 'forced' ? 'warning' : 'info';
       break;
     case 'target-failed':
       severity = 'warning';
@@ -339,7 +397,7 @@ export function fromPlanMessage(topic: PlanTopic, payload: Record<string, unknow
       error,
       result,
       reason: reason || 'not given',
-      elapsed: duration(topic === 'run-report' ? (ms === null ? null : ms / 1000) : phaseElapsed),
+      elapsed: duration(topic === 'run-report' ? (ms === null ? null : ms / 1000) : topic === 'target-done' && typeof target?.ms === 'number' ? target.ms / 1000 : phaseElapsed),
       totals: totals ?? {},
       summary,
       failures: failures.join('; '),
@@ -349,7 +407,7 @@ export function fromPlanMessage(topic: PlanTopic, payload: Record<string, unknow
     },
     facts,
     // A failed phase is a milestone, not only a step.
-    step: topic === 'phase-started' || (topic === 'phase-done' && phase?.state !== 'failed'),
+    step: topic === 'phase-started' || topic === 'target-done' || (topic === 'phase-done' && phase?.state !== 'failed'),
     group: `plan-${plan}`,
   };
 }
@@ -413,8 +471,10 @@ export const DEFAULT_TEMPLATES: Record<TemplateKey, Template> = {
   'run-resumed': { title: 'Plan {{plan}}: {{direction}} resumed{{dryRun}}', body: 'Plan {{plan}} resumed its {{direction}} run{{dryRun}} after a restart of Node-RED ({{time}}).' },
   'phase-started': { title: 'Plan {{plan}}: phase {{phase}} started', body: 'Phase {{phase}} of the {{direction}}{{dryRun}} started at {{time}}.' },
   'phase-done': { title: 'Plan {{plan}}: phase {{phase}} {{result}}', body: 'Phase {{summary}}.\n{{direction}} run{{dryRun}} of plan {{plan}}, {{time}}' },
+  'target-done': { title: 'Plan {{plan}}: {{target}} {{result}}', body: '{{target}} {{result}} after {{elapsed}}, in phase {{phase}} of the {{direction}}{{dryRun}} ({{time}}).' },
   'target-failed': { title: 'Plan {{plan}}: {{target}} failed', body: '{{target}} failed in phase {{phase}} of the {{direction}}{{dryRun}}: {{error}} ({{time}}).' },
   'run-report': { title: 'Plan {{plan}}: {{direction}} {{result}}{{dryRun}}', body: 'The {{direction}} run{{dryRun}} of plan {{plan}} {{result}} after {{elapsed}} ({{time}}).\n{{summary}}' },
+  'run-refused': { title: 'Plan {{plan}}: {{refused}} refused', body: 'Plan {{plan}}: {{summary}} ({{time}})' },
   custom: { title: '{{title}}', body: '{{message}}' },
   flapping: { title: 'UPS {{ups}}: {{family}} is flapping', body: '{{changes}} changes of {{family}} within {{window}}; the latest: {{eventText}} at {{time}}.\nFurther changes are summarised in one message once it has been quiet for {{quiet}}.' },
   digest: { title: 'UPS {{ups}}: {{family}} flapped {{times}}', body: 'Between {{from}} and {{to}}: {{counts}}.\nNow {{power}} · charge {{charge}} · runtime {{runtime}}' },

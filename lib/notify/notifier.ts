@@ -4,7 +4,7 @@
  * (the user's override or the default), and hand each notification to its channel(s).
  *
  * Crisis mode: between a run's `run-started` and its `run-report`, every step of the run (phase
- * started, phase done) is sent at once — to the crisis channel if one is set, else to the main
+ * started, each target done, phase done) is sent at once — to the crisis channel if one is set, else to the main
  * channel — and everything else also goes to the crisis channel, so that it tells the whole story.
  */
 import { Clock, TimerHandle, systemClock } from './clock';
@@ -76,7 +76,7 @@ export function notificationFrom(msg: InputMessage, now: number): Notification {
     if (o.title !== undefined && typeof o.title !== 'string') throw new InputError('title must be text');
     return fromCustom({ message: o.message as string, title: o.title as string | undefined, severity: o.severity as Severity | undefined }, now);
   }
-  throw new InputError('expected a UPS event (from a UPS in node), a plan run message (run-started, phase-started, phase-done, target-failed, run-report), or msg.payload = text or {title, message, severity}');
+  throw new InputError('expected a UPS event (from a UPS in node), a plan run message (run-started, phase-started, phase-done, target-done, target-failed, run-report, run-refused), or msg.payload = text or {title, message, severity}');
 }
 
 export class Notifier {
@@ -158,8 +158,9 @@ export class Notifier {
 
   private async routePlan(n: Notification): Promise<number> {
     const runId = String((n.ctx.run as { id?: string } | undefined)?.id ?? '') || `plan:${String(n.ctx.plan)}`;
+    // A refusal starts no run (and its run reference is the plan's last run, maybe long finished).
     if (n.key === 'run-report') this.runs.delete(runId);
-    else this.runs.add(runId);
+    else if (n.key !== 'run-refused') this.runs.add(runId);
     const crisis = this.crisisTarget();
     if (n.step) {
       if (this.o.crisisMode === false) return 0;
