@@ -24,6 +24,14 @@ export interface ActionSpec {
   targetTimeoutMs?: number;
   /** Expected number of targets for the phase's timeout (explicit names count; else this). */
   expectedTargets?: number;
+  /** Topics this node reads its own way, over the shared ones (UPS command: `command` is a direction). */
+  topics?: Record<string, ManualRequest>;
+}
+
+export interface ManualRequest {
+  direction: Direction | null;
+  op?: Operation;
+  dryRun: boolean;
 }
 
 /** The property a phase looks for on the nodes wired to its action output. */
@@ -31,7 +39,7 @@ export interface ActionNode extends Node {
   upsorchAction?: ActionHandle;
 }
 
-const MANUAL_TOPICS: Record<string, { direction: Direction | null; op?: Operation; dryRun: boolean }> = {
+const MANUAL_TOPICS: Record<string, ManualRequest> = {
   shutdown: { direction: 'shutdown', dryRun: false },
   startup: { direction: 'startup', dryRun: false },
   start: { direction: null, op: 'start', dryRun: false },
@@ -162,7 +170,7 @@ export function setupActionNode(RED: NodeAPI, node: ActionNode, spec: ActionSpec
     const topic = typeof msg.topic === 'string' ? msg.topic.trim() : '';
     const requested = typeof msg.operation === 'string' ? msg.operation : topic;
     if (requested === 'status') return status(msg, send, done);
-    const manual = MANUAL_TOPICS[requested] ?? ((OPERATIONS as readonly string[]).includes(requested) ? { direction: null, op: requested as Operation, dryRun: msg.dryRun === true } : null);
+    const manual = spec?.topics?.[requested] ?? MANUAL_TOPICS[requested] ?? ((OPERATIONS as readonly string[]).includes(requested) ? { direction: null, op: requested as Operation, dryRun: msg.dryRun === true } : null);
     if (!manual) {
       const err = new Error(`unknown request "${requested}": use topic ${Object.keys(MANUAL_TOPICS).join(', ')} (or msg.operation)`);
       fail(err.message);

@@ -47,8 +47,14 @@ export = function register(RED: NodeAPI): void {
         // The device is looked up when the run lists its target: a problem there is the run's error.
         createDriver: () => new UpsCommandDriver(() => accessOf(RED, cfg.ups, timeoutMs), cfg),
         operationFor: (direction) => (cfg.runOn === 'both' || cfg.runOn === direction ? 'command' : 'none'),
-        // The one target: the UPS of the device.
-        selection: { patterns: ['*'] },
+        // Topic `command` is the shutdown direction, so "Send in" decides for it as for `shutdown`.
+        topics: { command: { direction: 'shutdown', dryRun: false } },
+        // The one target: the UPS of the device, by its name where the device is deployed, so a
+        // direction it is not sent in reports the UPS as skipped rather than "no targets".
+        get selection() {
+          const dev = RED.nodes.getNode(cfg.ups) as UpsDeviceNode | null;
+          return dev?.upsName ? { names: [dev.upsName] } : { patterns: ['*'] };
+        },
         options: (op) => ({ operation: op, timeoutMs: confirmMs, force: false }),
         concurrency: 1,
         // SNMP: detection, first read and the write client; NUT: connect and LIST VAR.

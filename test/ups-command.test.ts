@@ -136,11 +136,13 @@ describe('UPS command node (Node-RED runtime, real peers)', function () {
       assert.match(none.message, /does not exist \(deleted, or not deployed yet\)/);
     });
 
-    it('startup direction: a shutdown-only command does nothing', async () => {
-      await helper.load(upsCommandNodes, [nutDevice(), ...commandNode({ mode: 'fsd' })], admin());
+    it('startup direction: a shutdown-only command does nothing, and the report says so', async () => {
+      await helper.load(upsCommandNodes, [nutDevice(), ...commandNode({ mode: 'setvar', variable: 'ups.delay.start', value: '60' })], admin());
       const r = await run('startup');
       assert.equal(r.ok, true);
-      assert.equal(r.results.length, 0);
+      assert.deepEqual(r.results.map((x: any) => [x.target, x.method, x.detail]), [['sim', 'skipped', 'nothing to do in this direction']]);
+      await waitForStatus('cmd', (s) => /1 skipped/.test(s.text ?? ''));
+      assert.equal(await peer.get('sim', 'ups.delay.start'), '30');
       assert.equal(await peer.get('sim', 'ups.status'), 'OL');
     });
 
@@ -256,6 +258,51 @@ describe('UPS command node (Node-RED runtime, real peers)', function () {
       assert.equal(await agent.value('cyberpower', `${C}6.1.1.0`), 2);
       assert.equal(await agent.value('cyberpower', `${C}5.2.11.0`), 2000);
     });
+
+    it('a request for another operation (stop, suspend, maintenance, host-shutdown) is refused and sends nothing', async () => {
+      await agent.set('ietf', STATES.ietf['on-battery']);
+      await helper.load(upsCommandNodes, [...snmpDevice('ietf'), ...commandNode()], { dev: { community: 'ietf' } });
+      for (const req of [{ topic: 'stop' }, { topic: 'suspend' }, { topic: 'maintenance' }, { topic: 'host-shutdown' }, { topic: 'x', operation: 'stop' }, { topic: 'stop', dryRun: true }]) {
+        const r = await run(req.topic, req);
+        assert.equal(r.ok, false, JSON.stringify(req));
+        const op = req.operation ?? req.topic;
+        assert.equal(r.error, `"${op}" is not something a UPS command node does: it only sends its command (power off with return (off after 20 s, on 30 s after mains)); use topic shutdown, startup, command or dry-run`);
+        await waitForStatus('cmd', (st) => st.fill === 'red' && st.text!.startsWith(`${req.dryRun ? 'dry-run: ' : ''}failed: "${op}" is not something a UPS command node does`));
+      }
+      assert.equal(await agent.value('ietf', `${I}8.2.0`), -1, 'upsShutdownAfterDelay untouched: the UPS was not powered off');
+      assert.equal(await agent.value('ietf', `${I}8.5.0`), 1);
+    });
+
+    it('topic command honours "Send in": a startup-only command is not sent by it, topic startup sends it', async () => {
+      await helper.load(upsCommandNodes, [...snmpDevice('apc'), ...commandNode({ mode: 'instcmd', command: 'test.battery.start', runOn: 'startup' })], { dev: { community: 'apc' } });
+      let r = await run('command');
+      assert.equal(r.ok, true, JSON.stringify(r));
+      assert.equal(r.operation, 'none');
+      assert.deepEqual(r.results.map((x: any) => [x.method, x.detail]), [['skipped', 'nothing to do in this direction']]);
+      assert.equal(await agent.value('apc', `${A}7.2.2.0`), 1, 'nothing sent');
+      r = await run('startup');
+      assert.equal(r.ok, true, JSON.stringify(r));
+      assert.equal(r.results[0].method, 'graceful');
+      assert.equal(await agent.value('apc', `${A}7.2.2.0`), 2, 'upsAdvTestDiagnostics written by the startup request');
+    });
+
+    for (const [what, over] of [
+      ['power off with return', { runOn: 'startup' }],
+      ['FSD', { mode: 'fsd', runOn: 'both' }],
+      ['load.off', { mode: 'instcmd', command: 'load.off', runOn: 'both' }],
+    ] as Array<[string, Record<string, unknown>]>) {
+      it(`${what} in the startup direction is a configuration error: nothing is sent, whatever the topic`, async () => {
+        await helper.load(upsCommandNodes, [...snmpDevice('ietf'), ...commandNode(over)], { dev: { community: 'ietf' } });
+        const st = await waitForStatus('cmd', (x) => x.fill === 'red');
+        assert.match(st.text ?? '', /^invalid UPS command configuration: runOn: /);
+        const out = new Collector('out');
+        helper.getNode('cmd').receive({ topic: 'startup' });
+        await new Promise((res) => setTimeout(res, 300));
+        assert.equal(out.received.length, 0, 'no report: the request failed with the configuration error');
+        assert.equal(await agent.value('ietf', `${I}8.2.0`), -1);
+        assert.equal(await agent.value('ietf', `${I}8.3.0`), -1);
+      });
+    }
 
     it('the dialog lists the SNMP profile\'s commands', async () => {
       await helper.load(upsCommandNodes, [...snmpDevice('apc'), ...commandNode()], { dev: { community: 'apc' } });

@@ -16,6 +16,20 @@ export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 export const COMMAND_MODES = ['return', 'instcmd', 'setvar', 'fsd'] as const;
 export type CommandMode = (typeof COMMAND_MODES)[number];
 
+/** NUT instant commands that cut the UPS output: never part of a startup run. */
+export const POWER_OFF_COMMANDS = /^(shutdown\.(return|stayoff|reboot|reboot\.graceful)|load\.off(\.delay)?)$/;
+
+/**
+ * Why this command must not be sent in a startup run (null when it may): powering the UPS off, or
+ * raising FSD, while the hosts are starting would cut them off again.
+ */
+export function startupRefusal(c: { mode: CommandMode; command: string }): string | null {
+  if (c.mode === 'return') return 'power off with return belongs to the shutdown direction: in a startup run it would power off the hosts as they start';
+  if (c.mode === 'fsd') return 'FSD belongs to the shutdown direction: in a startup run it would shut the NUT clients down again';
+  if (c.mode === 'instcmd' && POWER_OFF_COMMANDS.test(c.command)) return `${c.command} powers the UPS off: send it in the shutdown direction only`;
+  return null;
+}
+
 export const CommandConfigSchema = z
   .object({
     name: z.string().optional().default(''),
@@ -43,6 +57,10 @@ export const CommandConfigSchema = z
       if (!NAME_PATTERN.test(c.variable)) ctx.addIssue({ code: 'custom', path: ['variable'], message: 'enter the variable, e.g. ups.delay.shutdown' });
       if (c.value === '') ctx.addIssue({ code: 'custom', path: ['value'], message: 'enter the value to set' });
       if (/["\\\n]/.test(c.value)) ctx.addIssue({ code: 'custom', path: ['value'], message: 'the value may not contain quotes, backslashes or line breaks' });
+    }
+    if (c.runOn !== 'shutdown') {
+      const why = startupRefusal(c);
+      if (why) ctx.addIssue({ code: 'custom', path: ['runOn'], message: why });
     }
     if (/["\\\n]/.test(c.param)) ctx.addIssue({ code: 'custom', path: ['param'], message: 'the parameter may not contain quotes, backslashes or line breaks' });
   });

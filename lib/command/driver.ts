@@ -11,7 +11,7 @@
  * A one-shot command is not repeated after a Node-RED restart (`repeatable` false) except SET VAR
  * and FSD, which are harmless to repeat.
  */
-import { ActOptions, ActOutcome, ActionDriver, PowerState, Target, abortError } from '../actions/contract';
+import { ActOptions, ActOutcome, ActionDriver, Operation, PowerState, Target, abortError } from '../actions/contract';
 import { NutCommandTarget, NutCommander, TrackingResult } from './nut';
 import { CommandConfig, describeCommand } from './config';
 import { SnmpPlan, planObjects, planSnmpCommand, planSnmpSetVar, runSnmpPlan, snmpCommandNames, snmpVariableNames } from './snmp';
@@ -28,6 +28,15 @@ function powerOf(status: string | undefined): PowerState {
   const flags = parseFlags(status);
   if (!flags.length) return 'unknown';
   return flags.includes('OFF') ? 'off' : 'on';
+}
+
+/**
+ * The only operation this action performs is `command` (`none` lists the UPS for a status
+ * request). A plain "stop", "suspend", "maintenance"… addressed to it must not power the UPS off.
+ */
+export function refuseOperation(op: Operation | undefined, what: string, listing = false): void {
+  if (op === 'command' || (listing && (op === undefined || op === 'none'))) return;
+  throw new Error(`"${op}" is not something a UPS command node does: it only sends its command (${what}); use topic shutdown, startup, command or dry-run`);
 }
 
 const tracked = (r: TrackingResult) => (r === 'SUCCESS' ? 'TRACKING SUCCESS' : 'accepted by upsd (no tracking on this upsd)');
@@ -55,7 +64,8 @@ export class UpsCommandDriver implements ActionDriver {
     return describeCommand(this.cmd);
   }
 
-  async list(signal: AbortSignal): Promise<Target[]> {
+  async list(signal: AbortSignal, operation?: Operation): Promise<Target[]> {
+    refuseOperation(operation, this.what, true);
     const a = this.access;
     if (a.kind === 'nut') {
       this.nut = new NutCommander(a.nut);
@@ -98,7 +108,8 @@ export class UpsCommandDriver implements ActionDriver {
     }
   }
 
-  async check(_target: Target, _opts: ActOptions, signal: AbortSignal): Promise<string> {
+  async check(_target: Target, opts: ActOptions, signal: AbortSignal): Promise<string> {
+    refuseOperation(opts.operation, this.what);
     if (this.access.kind === 'snmp') {
       const plan = this.snmpPlan();
       const objects = planObjects(plan);
@@ -145,7 +156,8 @@ export class UpsCommandDriver implements ActionDriver {
     return want.filter(([k]) => k in rw);
   }
 
-  async act(_target: Target, _opts: ActOptions, signal: AbortSignal): Promise<ActOutcome> {
+  async act(_target: Target, opts: ActOptions, signal: AbortSignal): Promise<ActOutcome> {
+    refuseOperation(opts.operation, this.what);
     if (signal.aborted) throw abortError(signal);
     if (this.access.kind === 'snmp') {
       const plan = this.snmpPlan();
