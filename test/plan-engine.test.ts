@@ -443,12 +443,13 @@ describe('plan run machinery (lib/plan)', () => {
   it('after a power cut (the machine rebooted since the record was written) a shutdown run is not resumed', async () => {
     const inv = new Inventory(['a1', 'b1'], 100);
     const mk = () => [phase('one', [action('x1', inv, ['a1'])], {}, ['two']), phase('two', [action('x2', inv, ['b1'])])];
-    const plan = newPlan();
+    const plan = newPlan({ bootId: () => 'boot-1' });
     plan.request({ direction: 'shutdown', dryRun: false, origin: 'local', topic: 'shutdown' }, resolver(mk()));
     await until(() => inv.calls.includes('shutdown a1'));
     await plan.close();
-    // The machine booted after the record was last written.
-    const again = newPlan({ bootTime: () => Date.now() + 1000 });
+    // The machine booted since the record was last written: another boot id. Its clock is that of
+    // a Raspberry Pi without RTC, far in the past, so the clock alone would say "same boot".
+    const again = newPlan({ bootId: () => 'boot-2', bootTime: () => 0 });
     const rec = await again.init();
     assert.equal(rec, null, 'nothing to resume');
     const last = again.lastRun()!;
@@ -457,6 +458,35 @@ describe('plan run machinery (lib/plan)', () => {
     await new Promise((r) => setTimeout(r, 300));
     assert.deepEqual(inv.calls, ['shutdown a1'], 'nothing more was shut down');
     // (When only Node-RED restarted, the machine did not, the run resumes: see the test above.)
+  });
+
+  it('whether the machine restarted is told by the boot id, not the clock; without a boot id, by the clock', async () => {
+    const inv = new Inventory(['a1', 'b1'], 100);
+    const mk = () => [phase('one', [action('x1', inv, ['a1'])], {}, ['two']), phase('two', [action('x2', inv, ['b1'])])];
+    const interrupt = async (bootId: string | null) => {
+      const plan = newPlan({ bootId: () => bootId });
+      plan.request({ direction: 'shutdown', dryRun: false, origin: 'local', topic: 'shutdown' }, resolver(mk()));
+      await until(() => inv.calls.includes('shutdown a1'));
+      await plan.close();
+      inv.calls = [];
+      inv.power.set('a1', 'on');
+      return JSON.parse(fs.readFileSync(path.join(dir, 'plan-p1.json'), 'utf8'));
+    };
+    // Same boot, though the clock was stepped so that the boot time looks later than the record:
+    // only Node-RED restarted, the run resumes.
+    let saved = await interrupt('boot-1');
+    assert.equal(saved.bootId, 'boot-1', 'the boot id is in the plan file');
+    let again = newPlan({ bootId: () => 'boot-1', bootTime: () => Date.now() + 60_000 });
+    let rec = await again.init();
+    assert.ok(rec, 'resumed: same boot');
+    await again.close();
+    // No boot id readable (not Linux): the clock decides, and says the machine booted since.
+    saved = await interrupt(null);
+    assert.equal(saved.bootId, undefined);
+    again = newPlan({ bootId: () => null, bootTime: () => Date.now() + 60_000 });
+    rec = await again.init();
+    assert.equal(rec, null, 'not resumed: the clock says the machine booted after the record');
+    assert.equal(again.lastRun()!.state, 'failed');
   });
 
   it('a phase that runs out of time fails with the reason; "stop" skips the rest of the plan', async () => {

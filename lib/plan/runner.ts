@@ -5,6 +5,7 @@
  * run report at the end. No Node-RED in here: phases and actions are handed in as handles.
  */
 import { randomUUID } from 'crypto';
+import { readFileSync } from 'fs';
 import * as os from 'os';
 import { Interrupted, TargetResult, abortError, abortableSleep, formatSeconds } from '../actions/contract';
 import { ActionReport, summarise } from '../actions/run';
@@ -33,8 +34,10 @@ export interface PlanOptions {
   allowRemote: boolean;
   armed: boolean;
   now?: () => number;
-  /** When the machine booted (ms since the epoch); default from os.uptime(). */
+  /** When the machine booted (ms since the epoch); default from os.uptime(). Used only without a boot id. */
   bootTime?: () => number;
+  /** This boot's id (Linux: /proc/sys/kernel/random/boot_id), or null where there is none. */
+  bootId?: () => string | null;
   log?: (level: 'info' | 'warn' | 'error', text: string) => void;
 }
 
@@ -89,6 +92,7 @@ export class Plan {
   private interruptedRun = false;
   private stalled: RunRecord | null = null;
   private readonly bootTime: () => number;
+  private readonly bootId: string | null;
   /** What the last real shutdown turned off, per action id (see PlanFile.restore). */
   private restore: Restore | null = null;
   /** A finished run is shown as done/failed until the plan is armed, disarmed or runs again. */
@@ -104,6 +108,17 @@ export class Plan {
     this.now = o.now ?? Date.now;
     this.log = o.log ?? (() => undefined);
     this.bootTime = o.bootTime ?? (() => Date.now() - os.uptime() * 1000);
+    this.bootId = (o.bootId ?? readBootId)();
+  }
+
+  /**
+   * Did the machine itself restart since `saved` was written? The boot id says so for certain; the
+   * clock is only the fallback (a Raspberry Pi without RTC boots with an old clock, which would
+   * make a power cut look like a mere Node-RED restart).
+   */
+  private machineRestartedSince(saved: PlanFile): boolean {
+    if (saved.bootId && this.bootId) return saved.bootId !== this.bootId;
+    return saved.savedAt !== undefined && saved.savedAt < this.bootTime();
   }
 
   /** Load saved state. Returns the run that was in progress when Node-RED stopped, if any. */
@@ -124,7 +139,7 @@ export class Plan {
     const rec = saved.run;
     // The machine itself restarted since the record was written: the power was cut (or the host
     // rebooted) mid-shutdown. Resuming would shut down again what has just come back up.
-    if (rec && rec.state === 'running' && rec.direction === 'shutdown' && !rec.dryRun && saved.savedAt !== undefined && saved.savedAt < this.bootTime()) {
+    if (rec && rec.state === 'running' && rec.direction === 'shutdown' && !rec.dryRun && this.machineRestartedSince(saved)) {
       rec.state = 'failed';
       rec.endedAt = this.now();
       this.addTimeline(rec, 'run-not-resumed', 'the machine restarted during this shutdown run (power cut or reboot): not resumed, so nothing that came back up is shut down again');
@@ -663,7 +678,7 @@ export class Plan {
   private async persist(): Promise<void> {
     if (!this.store) return;
     try {
-      await this.store.save({ version: 1, armed: this.armed, configuredArmed: this.configuredArmed, run: this.record, restore: this.restore, savedAt: this.now() });
+      await this.store.save({ version: 1, armed: this.armed, configuredArmed: this.configuredArmed, run: this.record, restore: this.restore, savedAt: this.now(), ...(this.bootId ? { bootId: this.bootId } : {}) });
       if (this.persistFailed) this.log('info', `plan "${this.name}": the run record is written again`);
       this.persistFailed = false;
     } catch (err) {
@@ -730,6 +745,16 @@ function restrictionFor(r: Restore | undefined, phaseId: string, actionId: strin
   if (r.actions[actionId]) return { only: r.actions[actionId] };
   if (r.phasesNotRun.includes(phaseId)) return { only: [] };
   return {};
+}
+
+/** The kernel's id of this boot; null where it cannot be read (not Linux, no /proc). */
+function readBootId(): string | null {
+  try {
+    const id = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    return id || null;
+  } catch {
+    return null;
+  }
 }
 
 export function refOf(rec: RunRecord): RunRef {

@@ -14,8 +14,10 @@ export interface PlanFile {
   /** The plan node's configured "armed" when this was written: a changed setting wins over the saved switch. */
   configuredArmed?: boolean;
   run: RunRecord | null;
-  /** When this was written (ms since the epoch): compared with the machine's boot time on start. */
+  /** When this was written (ms since the epoch): compared with the machine's boot time on start when there is no boot id. */
   savedAt?: number;
+  /** The Linux boot id when this was written: a different one on start means the machine restarted. */
+  bootId?: string;
   /**
    * What the last real shutdown run turned off, per action node id (target names): the mirrored
    * startup starts these, not what was already off before the outage.
