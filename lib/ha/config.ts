@@ -35,6 +35,16 @@ export function parseHaServerConfig(raw: unknown): HaServerConfig {
   throw new Error('invalid Home Assistant server configuration: ' + r.error.issues.map((i) => (i.path.length ? `${i.path.join('.')}: ` : '') + i.message).join('; '));
 }
 
+/** The fields that name the peer the token is sent to (the URL and how TLS checks it). */
+export const HA_ENDPOINT_KEYS = ['url', 'tlsVerify', 'tlsFingerprint'] as const;
+
+/** Those fields normalised (`http://h:8123` and `ws://h:8123/api/websocket` are the same peer). */
+export function haEndpoint(c: HaServerConfig): Record<(typeof HA_ENDPOINT_KEYS)[number], unknown> {
+  const url = websocketUrl(c.url);
+  const t = url.startsWith('wss:');
+  return { url, tlsVerify: t ? c.tlsVerify : '', tlsFingerprint: t ? normaliseFingerprint(c.tlsFingerprint) ?? '' : '' };
+}
+
 export function haClientOptions(c: HaServerConfig, token: string | undefined): HaClientOptions {
   if (!token?.trim()) throw new Error('no access token: create a long-lived access token in Home Assistant (your profile → Security) and enter it here');
   return { url: c.url, token: token.trim(), tls: { verify: c.tlsVerify, fingerprint: c.tlsFingerprint || undefined } };

@@ -58,6 +58,18 @@ export function parseBrokerConfig(raw: unknown): BrokerConfig {
   throw new Error('invalid MQTT broker configuration: ' + r.error.issues.map((i) => (i.path.length ? `${i.path.join('.')}: ` : '') + i.message).join('; '));
 }
 
+/** The fields that name the peer the username and password are sent to (host, port and how TLS checks it). */
+export const BROKER_ENDPOINT_KEYS = ['host', 'port', 'tls', 'tlsVerify', 'tlsFingerprint', 'ca'] as const;
+
+/**
+ * Those fields normalised, so a flow that leaves a default out compares equal to the dialog (the TLS
+ * checks count only with TLS on).
+ */
+export function brokerEndpoint(c: BrokerConfig): Record<(typeof BROKER_ENDPOINT_KEYS)[number], unknown> {
+  const t = c.tls;
+  return { host: c.host.toLowerCase(), port: c.port, tls: t, tlsVerify: t ? c.tlsVerify : '', tlsFingerprint: t ? normaliseFingerprint(c.tlsFingerprint) ?? '' : '', ca: t ? c.ca.trim() : '' };
+}
+
 export function brokerSettings(c: BrokerConfig, creds: BrokerCredentials, nodeId: string): BrokerSettings {
   if (c.cert.trim() && !creds.key?.trim()) throw new Error('invalid MQTT broker configuration: a client certificate needs its private key');
   return {
