@@ -11,6 +11,9 @@ import {
 } from './protocol';
 import { TlsSettings, checkPinnedFingerprint, tlsConnectOptions } from '../net/tls';
 
+/** Longest close() waits for upsd to answer LOGOUT before it hangs up anyway. */
+export const LOGOUT_WAIT_MS = 2000;
+
 export interface NutConnectionOptions {
   host: string;
   port: number;
@@ -304,11 +307,13 @@ export class NutConnection extends EventEmitter {
     if (this.closedWith) return;
     // With a request in flight upsd may be hung: hang up rather than queue a LOGOUT behind it.
     if (this.loggedIn && this.queue.length === 0) {
-      try {
-        await this.command('LOGOUT', 'LOGOUT');
-      } catch {
-        /* closing anyway */
-      }
+      // Bounded well below the request timeout: Node-RED gives a closing node 15 s in all.
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        this.command('LOGOUT', 'LOGOUT').catch(() => undefined),
+        new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.min(this.timeoutMs, LOGOUT_WAIT_MS)))),
+      ]);
+      clearTimeout(timer);
     }
     this.fail(new NutConnectionError('connection closed by the client', 'CLOSED'));
   }

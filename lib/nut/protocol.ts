@@ -6,6 +6,9 @@
 /** Longest reply line we accept. upsd's own buffers are far smaller; anything longer is garbage. */
 export const MAX_LINE_BYTES = 8192;
 
+/** Most rows one LIST reply may have. A real UPS has a few hundred variables; more is a runaway peer. */
+export const MAX_LIST_ROWS = 10_000;
+
 /** Human explanations for every ERR code upsd can send (server/neterr.h). */
 export const NUT_ERRORS: Readonly<Record<string, string>> = {
   'ACCESS-DENIED': 'access denied: the host or the username/password is not allowed to do this',
@@ -207,6 +210,7 @@ export class ListReader {
       if (err) throw err;
       throw new NutProtocolError(`unexpected line in LIST ${this.args[0]}: "${clip(line)}"`);
     }
+    if (this.rows.length >= MAX_LIST_ROWS) throw new NutProtocolError(`LIST ${this.args[0]} reply has more than ${MAX_LIST_ROWS} rows`);
     this.rows.push(words);
     return undefined;
   }
