@@ -1,11 +1,13 @@
 import { strict as assert } from 'node:assert';
 import * as net from 'node:net';
+import { StringDecoder } from 'node:string_decoder';
 import {
-  LineSplitter, ListReader, MAX_LINE_BYTES, NutError, NutProtocolError, NUT_ERRORS, parseErrorLine, quote, tokenize, varsFromList,
+  LineSplitter, ListReader, MAX_LINE_BYTES, MAX_LIST_ROWS, NutError, NutProtocolError, NUT_ERRORS, parseErrorLine, quote, tokenize, varsFromList,
 } from '../lib/nut/protocol';
-import { NutConnection, NutConnectionError } from '../lib/nut/connection';
+import { LOGOUT_WAIT_MS, NutConnection, NutConnectionError } from '../lib/nut/connection';
 import { NutSource } from '../lib/nut/source';
 import { UpsDevice } from '../lib/ups/device';
+import { SourceError } from '../lib/ups/source';
 
 /** Deterministic PRNG (mulberry32) so a failing fuzz case can be replayed. */
 function rng(seed: number): () => number {
@@ -103,12 +105,39 @@ describe('NUT protocol parser', () => {
     assert.throws(() => s2.push('VAR ' + 'y'.repeat(MAX_LINE_BYTES) + '\n'), /longer than/);
   });
 
-  it('fuzz: 50 000 random and mutated lines only ever give protocol errors, never anything else', () => {
+  it('a LIST reply of more than MAX_LIST_ROWS rows is a protocol error; exactly that many is read', () => {
+    const full = new ListReader(['VAR', 'sim'], 'VAR', 'x');
+    full.accept('BEGIN LIST VAR sim');
+    for (let i = 0; i < MAX_LIST_ROWS; i++) assert.equal(full.accept(`VAR sim v${i} "1"`), undefined);
+    assert.equal(full.accept('END LIST VAR sim')!.rows.length, MAX_LIST_ROWS);
+    const over = new ListReader(['VAR', 'sim'], 'VAR', 'x');
+    over.accept('BEGIN LIST VAR sim');
+    for (let i = 0; i < MAX_LIST_ROWS; i++) over.accept(`VAR sim v${i} "1"`);
+    assert.throws(() => over.accept('VAR sim one.too.many "1"'), (e: unknown) => e instanceof NutProtocolError && /more than 10000 rows/.test(e.message));
+  });
+
+  it('fuzz: 50 000 random and mutated lines, whole or as a byte stream cut at random points, only ever give protocol errors, the same either way', () => {
     const r = rng(12345);
     const seeds = ['BEGIN LIST VAR sim', 'VAR sim ups.status "OB LB"', 'END LIST VAR sim', 'ERR DATA-STALE', 'VAR sim ups.alarm "a \\"b\\""', 'UPS sim "desc"'];
-    const alphabet = ' "\\#\tABCVERLISTOBLB.0123456789\u00e9\u0000';
+    const alphabet = ' "\\#\tABCVERLISTOBLB.0123456789\u00e9\u0000\r';
     let parsed = 0;
     let rejected = 0;
+    let cuts = 0;
+    /** What the client makes of these reply lines: the variables, or the class and text of the error. */
+    const outcome = (lines: string[]): string => {
+      const reader = new ListReader(['VAR', 'sim'], 'VAR', 'fuzz');
+      try {
+        for (const l of lines) {
+          tokenize(l);
+          const block = reader.accept(l);
+          if (block) return 'vars ' + JSON.stringify(varsFromList(block, 'sim'));
+        }
+        return 'incomplete';
+      } catch (err) {
+        assert.ok(err instanceof NutProtocolError || err instanceof NutError, `lines ${JSON.stringify(lines)} threw ${(err as Error)?.name}: ${(err as Error)?.message}`);
+        return `${(err as Error).name}: ${(err as Error).message}`;
+      }
+    };
     for (let i = 0; i < 50000; i++) {
       let line: string;
       if (r() < 0.5) {
@@ -124,23 +153,28 @@ describe('NUT protocol parser', () => {
         }
         line = chars.join('');
       }
-      const reader = new ListReader(['VAR', 'sim'], 'VAR', 'fuzz');
-      try {
-        tokenize(line);
-        reader.accept('BEGIN LIST VAR sim');
-        const block = reader.accept(line);
-        if (block) varsFromList(block, 'sim');
-        else {
-          const done = reader.accept('END LIST VAR sim');
-          if (done) varsFromList(done, 'sim');
-        }
-        parsed++;
-      } catch (err) {
-        assert.ok(err instanceof NutProtocolError || err instanceof NutError, `line ${JSON.stringify(line)} threw ${(err as Error)?.name}: ${(err as Error)?.message}`);
-        rejected++;
+      // Whole lines, as the splitter would hand them over (a CR before the LF is dropped).
+      const whole = ['BEGIN LIST VAR sim', line.replace(/\r$/, ''), 'END LIST VAR sim'];
+      const expected = outcome(whole);
+      if (expected.startsWith('vars')) parsed++;
+      else rejected++;
+      // The same reply as bytes off the socket, cut anywhere (inside a UTF-8 sequence too), decoded
+      // and split the way the connection does it.
+      const bytes = Buffer.from(`BEGIN LIST VAR sim\n${line}\nEND LIST VAR sim\n`, 'utf8');
+      const decoder = new StringDecoder('utf8');
+      const splitter = new LineSplitter();
+      const lines: string[] = [];
+      for (let at = 0; at < bytes.length;) {
+        const next = Math.min(bytes.length, at + 1 + Math.floor(r() * 12));
+        lines.push(...splitter.push(decoder.write(bytes.subarray(at, next))));
+        at = next;
+        cuts++;
       }
+      assert.equal(splitter.pending, 0);
+      assert.equal(outcome(lines), expected, `line ${JSON.stringify(line)}`);
     }
     assert.ok(parsed > 1000 && rejected > 1000, `both paths exercised (parsed ${parsed}, rejected ${rejected})`);
+    assert.ok(cuts > 50000 * 3, `streams were cut (${cuts} chunks)`);
   });
 });
 
@@ -241,6 +275,111 @@ describe('NUT connection against a misbehaving server', () => {
       await new Promise((r) => setTimeout(r, 50));
       const after = process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
       assert.ok(after <= before, `timers before ${before}, after ${after}`);
+    } finally {
+      await srv.close();
+    }
+  });
+
+  it('a LIST reply that never ends is cut off at MAX_LIST_ROWS rows and the connection closed', async () => {
+    const rows = Array.from({ length: MAX_LIST_ROWS + 5 }, (_, i) => `VAR sim v${i} "1"\n`).join('');
+    const srv = await badServer((_l, s) => s.write('BEGIN LIST VAR sim\n' + rows));
+    try {
+      const c = await NutConnection.connect({ host: '127.0.0.1', port: srv.port, timeoutMs: 5000 });
+      await assert.rejects(c.listVar('sim'), (e: unknown) => e instanceof NutProtocolError && /more than 10000 rows/.test(e.message));
+      assert.ok(c.closed);
+    } finally {
+      await srv.close();
+    }
+  });
+
+  it('a server that accepts and hangs up at once: reconnects back off instead of one connection per poll', async () => {
+    let accepted = 0;
+    const server = net.createServer((s) => {
+      accepted++;
+      s.on('error', () => undefined);
+      s.destroy();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as net.AddressInfo).port;
+    const device = new UpsDevice(new NutSource({ host: '127.0.0.1', port, ups: 'sim', timeoutMs: 2000, backoffMinMs: 200, backoffMaxMs: 800 }), { name: 'sim', pollMs: 50, pollOnBatteryMs: 50 });
+    const states: Array<{ comm: string; commError: string | null }> = [];
+    const unsubscribe = device.subscribe((st) => states.push(st));
+    try {
+      await new Promise((r) => setTimeout(r, 3000));
+    } finally {
+      await unsubscribe();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+    // Polling every 50 ms, one connection per poll would be ~60; backing off 200 → 400 → 800 ms gives ~6.
+    assert.ok(accepted >= 2 && accepted <= 10, `${accepted} connections in 3 s`);
+    assert.ok(states.length > 2 * accepted, `every poll still reports (${states.length} states)`);
+    assert.ok(states.every((st) => st.comm === 'lost' && /closed the connection/.test(st.commError ?? '')), JSON.stringify(states.slice(0, 3)));
+  });
+
+  /** A stand-in upsd that answers the login with `answers` and LIST VAR with a small list; records what it was sent. */
+  async function loginServer(answers: Record<string, string | null>) {
+    const seen: string[] = [];
+    let hungUp = 0;
+    const srv = await badServer((line, s) => {
+      if (seen.length === 0) s.on('close', () => hungUp++);
+      seen.push(line);
+      const word = line.split(' ')[0];
+      if (word === 'LIST') return s.write('BEGIN LIST VAR sim\nVAR sim ups.status "OL"\nEND LIST VAR sim\n');
+      const answer = word in answers ? answers[word] : 'OK';
+      if (answer !== null) s.write(answer + '\n');
+    });
+    return { ...srv, seen, hungUp: () => hungUp };
+  }
+
+  it('a login answered with something other than OK: hung up and reported as lost, never read without the login', async () => {
+    const srv = await loginServer({ PASSWORD: 'OK maybe', LOGIN: 'WHAT?' });
+    const source = new NutSource({ host: '127.0.0.1', port: srv.port, ups: 'sim', username: 'monuser', password: 'p', timeoutMs: 2000, backoffMinMs: 60000 });
+    try {
+      const first = await source.read(Date.now()).then(() => null, (e: unknown) => e as SourceError);
+      assert.ok(first instanceof SourceError, 'the read fails');
+      assert.equal(first.comm, 'lost');
+      assert.match(first.message, /unexpected reply to LOGIN: "WHAT\?"/);
+      // Within the backoff the next read neither reconnects nor reads on the old connection.
+      const second = await source.read(Date.now()).then(() => null, (e: unknown) => e as SourceError);
+      assert.equal(second?.message, first.message);
+      await new Promise((r) => setTimeout(r, 100));
+      assert.deepEqual(srv.seen, ['USERNAME monuser', 'PASSWORD "p"', 'LOGIN sim']);
+      assert.equal(srv.hungUp(), 1, 'the connection was closed');
+    } finally {
+      await source.close();
+      await srv.close();
+    }
+  });
+
+  it('a username NUT cannot send (a space): nothing is read without the login', async () => {
+    const srv = await loginServer({});
+    const source = new NutSource({ host: '127.0.0.1', port: srv.port, ups: 'sim', username: 'mon user', password: 'p', timeoutMs: 2000, backoffMinMs: 50, backoffMaxMs: 50 });
+    try {
+      for (let i = 0; i < 3; i++) {
+        await assert.rejects(source.read(Date.now()), (e: unknown) => e instanceof SourceError && e.comm === 'lost' && /username "mon user" contains characters NUT does not allow/.test(e.message));
+        await new Promise((r) => setTimeout(r, 80));
+      }
+      assert.deepEqual(srv.seen, []);
+      assert.equal(source.warning, null);
+    } finally {
+      await source.close();
+      await srv.close();
+    }
+  });
+
+  it('close() with a upsd that never answers LOGOUT hangs up after LOGOUT_WAIT_MS, not the request timeout', async () => {
+    const srv = await loginServer({ LOGOUT: null });
+    const source = new NutSource({ host: '127.0.0.1', port: srv.port, ups: 'sim', username: 'monuser', password: 'p', timeoutMs: 30000 });
+    try {
+      assert.equal((await source.read(Date.now())).vars['ups.status'], 'OL');
+      const t0 = Date.now();
+      await source.close();
+      const ms = Date.now() - t0;
+      assert.ok(ms >= LOGOUT_WAIT_MS - 50, `LOGOUT was waited for (${ms} ms)`);
+      assert.ok(ms < LOGOUT_WAIT_MS + 3000, `close took ${ms} ms (request timeout 30 s, Node-RED allows 15 s)`);
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(srv.seen.at(-1), 'LOGOUT');
+      assert.equal(srv.hungUp(), 1);
     } finally {
       await srv.close();
     }

@@ -31,6 +31,7 @@ export class NutSource implements UpsSource {
   private failures = 0;
   private nextAttempt = 0;
   private lastConnectError: SourceError | null = null;
+  private lastCause: unknown = null;
   /** Bumped by close(): a connect that finishes after it belongs to the past and is dropped. */
   private generation = 0;
   /** Aborts a connect in progress when the source is closed. */
@@ -65,7 +66,14 @@ export class NutSource implements UpsSource {
         await conn.authenticate(this.opts.username, this.opts.password ?? '', this.opts.ups);
         this.warning = null;
       } catch (err) {
-        if (!(err instanceof NutError)) throw err;
+        if (!(err instanceof NutError) || conn.closed) {
+          // Not a refusal (a username NUT cannot carry, an answer that is not OK, a broken link): reading on
+          // this connection would look healthy while the primary does not count us. Hang up; the next
+          // attempt logs in anew, after the backoff.
+          if (this.conn === conn) this.conn = null;
+          await conn.close();
+          throw err;
+        }
         // A refused LOGIN does not stop monitoring: the UPS can still be read, so keep going, loudly.
         this.warning = loginAdvice(err, this.opts.username, this.opts.ups);
       }
@@ -74,34 +82,53 @@ export class NutSource implements UpsSource {
   }
 
   async read(now: number): Promise<UpsReading> {
+    const generation = this.generation;
     let conn: NutConnection;
     try {
       if (!this.connecting) this.connecting = this.connection(now);
       conn = await this.connecting;
-      this.failures = 0;
-      this.lastConnectError = null;
     } catch (err) {
       if (err instanceof SourceError) throw err;
-      if (err !== this.lastConnectError) {
-        this.failures++;
-        this.nextAttempt = now + this.backoff();
-        this.lastConnectError = toSourceError(err, this.label);
-      }
-      throw this.lastConnectError;
+      throw this.failed(err, now, generation);
     } finally {
       this.connecting = null;
     }
     try {
       const vars = await conn.listVar(this.opts.ups);
+      // Only an answer to LIST VAR proves the server is a working upsd: a server that accepts and then
+      // hangs up (upsd at its connection limit, another service on the port) keeps backing off.
+      this.succeeded();
       const status = vars['ups.status'] ?? '';
       if (/(^|\s)WAIT(\s|$)/.test(status)) throw new SourceError(`upsd is still waiting for the driver of ${this.label} (status WAIT)`, 'stale');
       return { vars };
     } catch (err) {
       if (err instanceof SourceError) throw err;
-      if (err instanceof NutError && err.code === 'UNKNOWN-UPS') throw await this.unknownUps(conn);
-      if (!(err instanceof NutError)) conn.close().catch(() => undefined);
-      throw toSourceError(err, this.label);
+      if (err instanceof NutError) {
+        this.succeeded(); // upsd answered, the connection is fine; the UPS behind it is not
+        if (err.code === 'UNKNOWN-UPS') throw await this.unknownUps(conn);
+        throw toSourceError(err, this.label);
+      }
+      conn.close().catch(() => undefined);
+      throw this.failed(err, now, generation);
     }
+  }
+
+  private succeeded(): void {
+    this.failures = 0;
+    this.lastConnectError = null;
+  }
+
+  /** Count a failed connection (or one that broke before it answered) and hold off the next attempt. */
+  private failed(err: unknown, now: number, generation: number): SourceError {
+    // A read cut short by close() says nothing about the server.
+    if (generation !== this.generation) return new SourceError('source closed', 'lost');
+    // Reads that joined one connect attempt count it once.
+    if (this.lastConnectError && (err === this.lastConnectError || err === this.lastCause)) return this.lastConnectError;
+    this.lastCause = err;
+    this.failures++;
+    this.nextAttempt = now + this.backoff();
+    this.lastConnectError = toSourceError(err, this.label);
+    return this.lastConnectError;
   }
 
   private async unknownUps(conn: NutConnection): Promise<SourceError> {
@@ -120,6 +147,10 @@ export class NutSource implements UpsSource {
   /** Close the connection (LOGOUT first when logged in). The source can be read again later. */
   async close(): Promise<void> {
     this.generation++;
+    // Opened again later, it starts afresh rather than inside an old backoff.
+    this.failures = 0;
+    this.nextAttempt = 0;
+    this.lastConnectError = null;
     this.abort?.abort();
     this.abort = null;
     const conn = this.conn;
