@@ -30,6 +30,8 @@ export = function register(RED: NodeAPI): void {
     let followedPlan = '';
     /** The last input could not be read: shown until an input is read again. */
     let inputError = '';
+    /** The crisis channel cannot be used: the node runs without it and says so. */
+    let crisisProblem = '';
     const unsubscribes: Array<() => void> = [];
     const channels: Array<{ name: string; queue: ChannelQueue }> = [];
 
@@ -48,8 +50,10 @@ export = function register(RED: NodeAPI): void {
       const level = Math.max(0, ...parts.map((p) => p.level));
       const flapping = notifier.flapping;
       const flapNote = flapping.length ? ` · flapping: ${flapping.join(', ')}` : '';
-      const text = (parts.length === 1 ? parts[0].text : parts.map((p) => `${p.name}: ${p.text}`).join(' | ')) + flapNote + (notifier.inCrisis ? ' · run in progress' : '');
-      node.status({ fill: level === 3 ? 'red' : level === 2 ? 'yellow' : 'green', shape: level === 3 || level === 0 ? 'ring' : 'dot', text: shortStatus(text) });
+      const crisisNote = crisisProblem ? ` · ${crisisProblem}` : '';
+      const text = (parts.length === 1 ? parts[0].text : parts.map((p) => `${p.name}: ${p.text}`).join(' | ')) + crisisNote + flapNote + (notifier.inCrisis ? ' · run in progress' : '');
+      const lvl = crisisProblem ? Math.max(level, 2) : level;
+      node.status({ fill: lvl === 3 ? 'red' : lvl === 2 ? 'yellow' : 'green', shape: lvl === 3 || lvl === 0 ? 'ring' : 'dot', text: shortStatus(text) });
     };
 
     const channelOf = (id: string, what: string): ChannelQueue => {
@@ -66,7 +70,16 @@ export = function register(RED: NodeAPI): void {
     try {
       const cfg = parseNotifyConfig(raw);
       const main: NotifyTarget = channelOf(cfg.channel, 'channel');
-      const crisis: NotifyTarget | null = cfg.crisisChannel ? channelOf(cfg.crisisChannel, 'crisis channel') : null;
+      let crisis: NotifyTarget | null = null;
+      if (cfg.crisisChannel) {
+        // A broken crisis channel must not silence the main one: start without it and say so.
+        try {
+          crisis = channelOf(cfg.crisisChannel, 'crisis channel');
+        } catch (err) {
+          crisisProblem = errorText(err);
+          node.error(`${crisisProblem}; sending everything to the main channel until it is fixed`);
+        }
+      }
       notifier = new Notifier({
         main,
         crisis,

@@ -10,7 +10,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { SMTPServer } from 'smtp-server';
 import { helper, notifyNodes, send, sleep } from './util/red';
-import { channel, errorsOfNode, notify, statusesOf, waitForStatusOf, warningsOfNode } from './util/notify-flow';
+import { HttpRecorder } from './peers/notify-services';
+import { channel, errorsOfNode, notify, waitForStatusOf, warningsOfNode } from './util/notify-flow';
 
 /** An SMTP server (no TLS, no AUTH) that refuses the addresses in `refuse` at RCPT TO, recording what it accepts. */
 async function refusingSmtp(refuse: string[]): Promise<{ port: number; mails: Array<{ to: string[] }>; stop: () => Promise<void> }> {
@@ -98,6 +99,30 @@ describe('notify delivery (Node-RED runtime, real peers)', function () {
       }
     });
   });
-});
 
-export { errorsOfNode, statusesOf };
+  describe('a broken crisis channel', () => {
+    let http: HttpRecorder;
+    beforeEach(async () => {
+      http = await HttpRecorder.start();
+    });
+    afterEach(async () => {
+      await http.stop();
+    });
+
+    it('does not silence the main channel: messages go out, the status and log name the crisis channel\'s problem', async () => {
+      await helper.load(notifyNodes, [
+        channel('main', { url: `${http.url}/main` }),
+        channel('phone', { url: 'ftp://phone.example' }),
+        notify('n', 'main', { crisisChannel: 'phone' }),
+      ]);
+      const ready = await waitForStatusOf('n', (s) => s.fill === 'yellow');
+      assert.match(ready.text ?? '', /^ready · crisis channel "webhook": invalid notification channel configuration: url/);
+      assert.ok(errorsOfNode('n').some((e) => /crisis channel "webhook": invalid .*; sending everything to the main channel until it is fixed/.test(e)), errorsOfNode('n').join('\n'));
+      send('n', { payload: 'power check' });
+      const [r] = await http.waitForCount(1);
+      assert.equal(r.path, '/main');
+      assert.equal(r.json.message, 'power check');
+      await waitForStatusOf('n', (s) => /^sent 1 · crisis channel/.test(s.text ?? '') && s.fill === 'yellow');
+    });
+  });
+});
