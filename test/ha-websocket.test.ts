@@ -162,6 +162,40 @@ describe('Home Assistant websocket (fake Home Assistant)', function () {
     assert.match(m.commError, /entity sensor\.nope_status_data not found in Home Assistant/);
   });
 
+  it('a mapped entity Home Assistant does not have (NUT integration: battery runtime is disabled by default) is named, once, until it is enabled', async () => {
+    fake.removeEntity('sensor.rack_battery_runtime');
+    await helper.load(haMqttNodes, [haServer(fake.url), haDevice(), ...upsIn('in', 'hadev')], creds());
+    const states = new Collector('in-state');
+    const s = (await states.waitFor((m) => m.payload.comm === 'ok', 5000)).msg.payload;
+    assert.equal(s.runtime, null);
+    assert.equal(s.charge, 97);
+    const advice = 'sensor.rack_battery_runtime (battery runtime) is not in Home Assistant: enable it in Home Assistant (Settings → Devices & services → Entities); HA\'s NUT integration creates it disabled; runtime thresholds cannot fire without it, or correct the entity id in the UPS device';
+    const st = await waitForStatus('in', (x) => x.fill === 'red', 5000);
+    assert.equal(st.text, `OL CHRG 97% · ${advice}`.slice(0, 99) + '…');
+    const n = helper.getNode('in');
+    const warned = () => n.warn.getCalls().filter((c: any) => c.thisValue === n).map((c: any) => String(c.args[0]));
+    await sleep(1500); // three polls
+    assert.deepEqual(warned(), [advice], 'warned once, not on every poll');
+    // the dialog's Test connection says it too
+    const t = await helper.request().post('/upsorch-device/test').send({ source: 'ha', haServer: 'ha', haEntityPrefix: 'sensor.rack', timeout: 5 }).expect(200);
+    assert.deepEqual([t.body.ok, t.body.runtime, t.body.warning], [true, null, advice]);
+
+    // enabled in Home Assistant: the runtime arrives and the warning goes
+    fake.setState('sensor.rack_battery_runtime', '45', { unit_of_measurement: 'min', device_class: 'duration' });
+    await states.waitFor((m) => m.payload.runtime === 2700, 5000);
+    await waitForStatus('in', (x) => x.fill === 'green' && x.text === 'OL CHRG 97% 45m', 5000);
+  });
+
+  it('readings derived from the prefix that this UPS does not have (no temperature probe) are left out quietly; an entity chosen explicitly is not', async () => {
+    fake.removeEntity('sensor.rack_ups_temperature');
+    await helper.load(haMqttNodes, [haServer(fake.url), haDevice(), ...upsIn('in', 'hadev'), deviceConfig('hadev2', { source: 'ha', name: 'rack2', haServer: 'ha', haEntityPrefix: 'sensor.rack', haLoadEntity: 'sensor.rack_load_pct', pollInterval: 0.5 }), ...upsIn('in2', 'hadev2')], creds());
+    const s = (await new Collector('in-state').waitFor((m) => m.payload.comm === 'ok', 5000)).msg.payload;
+    assert.equal(s.temperature, null);
+    await waitForStatus('in', (x) => x.fill === 'green' && x.text === 'OL CHRG 97% 45m', 5000);
+    const st = await waitForStatus('in2', (x) => x.fill === 'red', 5000);
+    assert.match(st.text ?? '', /· sensor\.rack_load_pct \(load\) is not in Home Assistant: enable it/);
+  });
+
   it('reconnects after Home Assistant restarts: the UPS source and events work again', async () => {
     await helper.load(haMqttNodes, [haServer(fake.url), haDevice(), ...upsIn('in', 'hadev', { wires: [['in-state'], ['pub']] }), ...publishNode()], creds());
     const states = new Collector('in-state');

@@ -9,6 +9,12 @@
  * `sensor.<x>_output_voltage`, `sensor.<x>_real_power`, `sensor.<x>_ups_temperature`,
  * `sensor.<x>_alarms`. Each can be set explicitly. Units are taken from the entity's
  * `unit_of_measurement` (runtime in s/min/h, temperature in °C/°F).
+ *
+ * HA's NUT integration creates battery runtime, real power and temperature disabled: a disabled
+ * entity has no state at all, so without a word the runtime would stay null and no runtime threshold
+ * could ever fire. A missing runtime or charge entity, and any entity chosen explicitly, is named in
+ * `warning` (shown on the UPS in node and logged once). Other readings derived from the prefix may
+ * simply not exist for this UPS (no temperature probe) and are left out quietly.
  */
 import { SourceError, UpsReading, UpsSource } from '../ups/source';
 import { HaClient } from './client';
@@ -42,6 +48,31 @@ const DEFAULT_SUFFIX: Record<keyof HaEntityMap, string> = {
 };
 
 export const HA_ENTITY_FIELDS = Object.keys(DEFAULT_SUFFIX) as Array<keyof HaEntityMap>;
+
+/** Readings the decisions depend on: their absence is always worth a warning. */
+const NEEDED: ReadonlySet<keyof HaEntityMap> = new Set(['charge', 'runtime']);
+
+/** What each reading is called in a warning. */
+const FIELD_WORDS: Record<Exclude<keyof HaEntityMap, 'status'>, string> = {
+  charge: 'battery charge', runtime: 'battery runtime', load: 'load', inputVoltage: 'input voltage', outputVoltage: 'output voltage',
+  realPower: 'real power', temperature: 'temperature', alarm: 'alarms',
+};
+
+/** Entities HA's NUT integration creates disabled. */
+const DISABLED_BY_DEFAULT: ReadonlySet<keyof HaEntityMap> = new Set(['runtime', 'realPower', 'temperature']);
+
+/**
+ * The warning for mapped entities Home Assistant does not have (null when all are there):
+ * `sensor.rack_battery_runtime (battery runtime) is not in Home Assistant: enable it there …`.
+ */
+export function missingEntitiesWarning(missing: ReadonlyArray<{ field: Exclude<keyof HaEntityMap, 'status'>; id: string }>): string | null {
+  if (!missing.length) return null;
+  const list = missing.map((m) => `${m.id} (${FIELD_WORDS[m.field]})`).join(', ');
+  const one = missing.length === 1;
+  const hint = missing.some((m) => DISABLED_BY_DEFAULT.has(m.field)) ? '; HA\'s NUT integration creates it disabled' : '';
+  const runtime = missing.some((m) => m.field === 'runtime') ? '; runtime thresholds cannot fire without it' : '';
+  return `${list} ${one ? 'is' : 'are'} not in Home Assistant: enable ${one ? 'it' : 'them'} in Home Assistant (Settings → Devices & services → Entities)${hint}${runtime}, or correct the entity id in the UPS device`;
+}
 
 export const ENTITY_ID_PATTERN = /^[a-z_]+\.[a-z0-9_]+$/;
 
@@ -126,7 +157,8 @@ export interface HaSourceOptions {
 export class HaSource implements UpsSource {
   readonly kind = 'ha' as const;
   readonly label: string;
-  readonly warning: string | null = null;
+  /** Mapped entities Home Assistant does not have (see missingEntitiesWarning), from the last read. */
+  warning: string | null = null;
   private client: HaClient | null = null;
   private unwatch: (() => void) | null = null;
   private closed = false;
@@ -163,12 +195,17 @@ export class HaSource implements UpsSource {
     const flags = statusFlags(status.state);
     if (!flags) throw new SourceError(`cannot read the UPS status "${status.state}" of ${e.status} (expected NUT flags such as "OL CHRG")`, 'lost');
     const vars: Record<string, string> = { 'ups.status': flags.join(' ') };
+    const missing: Array<{ field: keyof typeof NUT_VAR; id: string }> = [];
     for (const field of Object.keys(NUT_VAR) as Array<keyof typeof NUT_VAR>) {
       const id = e[field];
       if (!id) continue;
-      const v = numericValue(client.entity(id), field);
+      const entity = client.entity(id);
+      // An id with the integration's own suffix came from the prefix (or is the same as if it had).
+      if (!entity && (NEEDED.has(field) || !id.endsWith(DEFAULT_SUFFIX[field]))) missing.push({ field, id });
+      const v = numericValue(entity, field);
       if (v !== undefined) vars[NUT_VAR[field]] = v;
     }
+    this.warning = missingEntitiesWarning(missing);
     return { vars };
   }
 
