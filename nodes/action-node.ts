@@ -22,7 +22,7 @@ export interface ActionSpec {
   connectTimeoutMs: number;
   /** Bound for one target; default options.timeoutMs + 60 s. */
   targetTimeoutMs?: number;
-  /** Expected number of targets for the phase's timeout (explicit names count; else this). */
+  /** Expected number of targets for the phase's timeout until the action has listed them (explicit names count; else this). */
   expectedTargets?: number;
   /** Topics this node reads its own way, over the shared ones (UPS command: `command` is a direction). */
   topics?: Record<string, ManualRequest>;
@@ -108,10 +108,11 @@ export function setupActionNode(RED: NodeAPI, node: ActionNode, spec: ActionSpec
     }
   };
 
-  const budget = (): number => {
+  const budget = (targets?: number): number => {
     if (!spec) return 0;
     const op = spec.operationFor('shutdown');
-    const n = Math.max(spec.selection.names?.length ?? 0, spec.expectedTargets ?? 1, 1);
+    // Resolved targets when the run knows them; else explicit names, or the node's guess for a pattern.
+    const n = targets !== undefined ? Math.max(targets, 1) : Math.max(spec.selection.names?.length ?? 0, spec.expectedTargets ?? 1, 1);
     return actionBudgetMs({ options: spec.options(op), concurrency: spec.concurrency, connectTimeoutMs: spec.connectTimeoutMs, targetTimeoutMs: spec.targetTimeoutMs }, n);
   };
 

@@ -504,6 +504,29 @@ describe('plan run machinery (lib/plan)', () => {
     assert.ok(!inv.calls.includes('shutdown later'));
   });
 
+  it('a derived phase timeout grows to the number of targets a pattern resolved (12, not the guessed 2)', async () => {
+    const names = Array.from({ length: 12 }, (_, i) => `vm-${i}`);
+    const inv = new Inventory(names, 100);
+    const req = { concurrency: 1, connectTimeoutMs: 1000, targetTimeoutMs: 400 };
+    const opts = { operation: 'shutdown' as const, timeoutMs: 300, force: true };
+    const vms: ActionHandle = {
+      id: 'vms',
+      name: 'VMs',
+      // Like the libvirt node: a pattern cannot be counted before listing, so it guesses.
+      budgetMs: (targets) => (targets ?? 2) * 400,
+      perform: (step) => runAction(inv.driver(), { ...req, selection: { patterns: ['vm-*'] }, options: opts, dryRun: false, previous: step.previous, interrupted: step.interrupted, hooks: step.hooks, signal: step.signal }),
+    };
+    const plan = newPlan({ phaseMarginMs: 100 });
+    const done = reportOf(plan);
+    plan.request({ direction: 'shutdown', dryRun: false, origin: 'local', topic: 'shutdown' }, resolver([phase('vms', [vms])]));
+    const report = await done;
+    assert.equal(report.state, 'done', report.phases[0].note);
+    const res = report.phases[0].actions[0].results;
+    assert.equal(res.length, 12);
+    assert.ok(res.every((r) => r.ok && r.method === 'graceful'), 'no VM was cut off as "not started"');
+    assert.ok(report.timeline.some((t) => t.event === 'phase-timeout' && /timeout now 4\.9 s \(VMs resolved 12 targets\)/.test(t.text)));
+  });
+
   it('wiring that is not one chain is refused with the reason', () => {
     const inv = new Inventory(['a']);
     const phases = [phase('one', [action('x', inv, ['a'])], {}, ['two', 'three']), phase('two', []), phase('three', [])];

@@ -38,6 +38,8 @@ export interface PlanOptions {
   bootTime?: () => number;
   /** This boot's id (Linux: /proc/sys/kernel/random/boot_id), or null where there is none. */
   bootId?: () => string | null;
+  /** Added to a phase's derived timeout (connecting, dispatch, status); default 10 s. */
+  phaseMarginMs?: number;
   log?: (level: 'info' | 'warn' | 'error', text: string) => void;
 }
 
@@ -93,6 +95,7 @@ export class Plan {
   private stalled: RunRecord | null = null;
   private readonly bootTime: () => number;
   private readonly bootId: string | null;
+  private readonly phaseMarginMs: number;
   /** What the last real shutdown turned off, per action id (see PlanFile.restore). */
   private restore: Restore | null = null;
   /** A finished run is shown as done/failed until the plan is armed, disarmed or runs again. */
@@ -109,6 +112,7 @@ export class Plan {
     this.log = o.log ?? (() => undefined);
     this.bootTime = o.bootTime ?? (() => Date.now() - os.uptime() * 1000);
     this.bootId = (o.bootId ?? readBootId)();
+    this.phaseMarginMs = o.phaseMarginMs ?? PHASE_MARGIN_MS;
   }
 
   /**
@@ -521,14 +525,34 @@ export class Plan {
     this.emitState();
     await this.persist();
 
-    const budgets = ordered.map((a) => a.budgetMs());
-    const delays = h.settings.stepDelayMs * Math.max(0, ordered.length - 1);
-    const derived = (h.settings.mode === 'parallel' ? Math.max(0, ...budgets) : budgets.reduce((s, b) => s + b, 0)) + delays + PHASE_MARGIN_MS;
-    const limit = h.settings.timeoutMs ?? derived;
+    // A derived timeout starts from each action's guess of its targets (a pattern or "all running"
+    // cannot be counted before listing) and grows once an action reports how many it resolved.
+    const totals = new Map<string, number>();
+    for (const x of ph.actions) if (x.total !== undefined) totals.set(x.id, x.total);
+    const derive = () => {
+      const budgets = ordered.map((a) => a.budgetMs(totals.get(a.id)));
+      const delays = h.settings.stepDelayMs * Math.max(0, ordered.length - 1);
+      return (h.settings.mode === 'parallel' ? Math.max(0, ...budgets) : budgets.reduce((s, b) => s + b, 0)) + delays + this.phaseMarginMs;
+    };
+    let limit = h.settings.timeoutMs ?? derive();
     const phaseAc = new AbortController();
     const onRun = () => phaseAc.abort(runSignal.reason);
     runSignal.addEventListener('abort', onRun, { once: true });
-    const timer = setTimeout(() => phaseAc.abort(new Error(`phase ${ph.name} timed out after ${formatSeconds(limit)}`)), limit);
+    const phaseStart = Date.now();
+    const onTimeout = () => phaseAc.abort(new Error(`phase ${ph.name} timed out after ${formatSeconds(limit)}`));
+    let timer = setTimeout(onTimeout, limit);
+    let phaseOver = false;
+    const countKnown = (a: ActionHandle, total: number) => {
+      if (totals.get(a.id) === total) return;
+      totals.set(a.id, total);
+      if (h.settings.timeoutMs !== null || phaseOver || phaseAc.signal.aborted) return;
+      const next = derive();
+      if (next <= limit) return;
+      limit = next;
+      clearTimeout(timer);
+      timer = setTimeout(onTimeout, Math.max(0, phaseStart + limit - Date.now()));
+      this.addTimeline(rec, 'phase-timeout', `${ph.name}: timeout now ${formatSeconds(limit)} (${a.name} resolved ${total} target${total === 1 ? '' : 's'})`, ph.name);
+    };
 
     let interrupted = false;
     const runOne = async (a: ActionHandle): Promise<void> => {
@@ -551,6 +575,7 @@ export class Plan {
             onProgress: (p) => {
               if (this.record !== rec) return; // preempted: closed already
               arec.total = p.total;
+              countKnown(a, p.total);
               h.update(ph, ref);
             },
             beforeTarget: async (t) => {
@@ -616,6 +641,7 @@ export class Plan {
         }
       }
     } finally {
+      phaseOver = true;
       clearTimeout(timer);
       runSignal.removeEventListener('abort', onRun);
     }

@@ -126,8 +126,11 @@ export interface ActionStep {
 export interface ActionHandle {
   id: string;
   name: string;
-  /** The longest this action may take, from its own timeouts (for the phase's timeout). */
-  budgetMs(): number;
+  /**
+   * The longest this action may take, from its own timeouts (for the phase's timeout), for
+   * `targets` targets once it has resolved them; before that, for its own guess.
+   */
+  budgetMs(targets?: number): number;
   perform(step: ActionStep): Promise<ActionReport>;
 }
 
