@@ -189,6 +189,32 @@ describe('notify: no flooding (simulated clock)', function () {
     await q.close();
   });
 
+  it('the steps of a plan run are not held back by the rate limit: they go at once, ahead of messages waiting for it', async () => {
+    const clock = new ManualClock();
+    const q = await webhookQueue(server, clock, { perMinute: 2 });
+    const notifier = new Notifier({ main: q, clock });
+    for (let i = 1; i <= 3; i++) await notifier.handle({ payload: `m${i}` });
+    await run(clock, 100, 100);
+    await server.waitForCount(2);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(server.requests.length, 2, 'm3 waits for the rate limit');
+    // A run starts: its messages (and what arrives during it) go now, m3 still waits its turn.
+    const run1 = { id: 'run-1', plan: 'p1', planName: 'homelab', direction: 'shutdown', dryRun: false };
+    const step = (type: string, extra: Record<string, unknown> = {}) => notifier.handle({ topic: type, payload: { type, plan: { id: 'p1', name: 'homelab' }, run: run1, message: type, at: clock.now(), ...extra } });
+    await step('run-started');
+    await step('phase-started', { phase: { id: 'a', name: 'VMs', state: 'running' } });
+    await step('target-done', { phase: { id: 'a', name: 'VMs', state: 'running' }, target: { target: 'db1', method: 'graceful', after: 'off', ok: true, ms: 1000, action: 'virsh' } });
+    await run(clock, 100, 100);
+    await server.waitForCount(5);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(server.requests.map((r) => r.json.event === 'custom' ? r.json.message : r.json.event), ['m1', 'm2', 'run-started', 'phase-started', 'target-done']);
+    await run(clock, 31_000);
+    await server.waitForCount(6);
+    assert.equal(server.requests[5].json.message, 'm3');
+    notifier.close();
+    await q.close();
+  });
+
   it('messages older than the maximum age are dropped with a log entry; the rest are sent in order', async () => {
     const clock = new ManualClock();
     const logs: string[] = [];

@@ -27,7 +27,8 @@ import { Severity, UpsEventName } from '../ups/events';
 /** A channel as the notifier sees it (a ChannelQueue, or anything that queues). */
 export interface NotifyTarget {
   readonly name: string;
-  enqueue(n: Notification, t: Template): Promise<unknown>;
+  /** `urgent`: a message of a plan run, sent at once rather than held back by the rate limit. */
+  enqueue(n: Notification, t: Template, o?: { urgent?: boolean }): Promise<unknown>;
 }
 
 export interface NotifierOptions {
@@ -185,7 +186,8 @@ export class Notifier {
   }
 
   private async send(target: NotifyTarget, n: Notification): Promise<number> {
-    await target.enqueue(n, this.template(n));
+    // While a plan runs (and for its refusals and report), nothing it says waits for the rate limit.
+    await target.enqueue(n, this.template(n), { urgent: n.kind === 'plan' || this.inCrisis });
     return 1;
   }
 

@@ -22,6 +22,8 @@ export interface OutboxEntry<P = unknown> {
   label: string;
   /** The channel kind that prepared the payload (email, webhook…): a payload only fits its own kind. */
   kind?: string;
+  /** A step of a plan run in progress: not held back by the channel's rate limit. */
+  urgent?: boolean;
   payload: P;
 }
 
@@ -80,9 +82,9 @@ export class Outbox<P = unknown> {
   }
 
   /** Queue a message; resolves once it is durably on disk. Adds are written one after another. */
-  add(label: string, payload: P, createdAt: number, kind?: string): Promise<OutboxEntry<P>> {
+  add(label: string, payload: P, createdAt: number, kind?: string, urgent = false): Promise<OutboxEntry<P>> {
     if (!this.opened) return Promise.reject(new Error('outbox is not open'));
-    const entry: OutboxEntry<P> = { id: randomUUID(), seq: this.nextSeq++, createdAt, label, ...(kind ? { kind } : {}), payload };
+    const entry: OutboxEntry<P> = { id: randomUUID(), seq: this.nextSeq++, createdAt, label, ...(kind ? { kind } : {}), ...(urgent ? { urgent } : {}), payload };
     const run = this.chain.then(async () => {
       const file = path.join(this.dir, fileName(entry.seq));
       const tmp = path.join(this.dir, `.tmp-${fileName(entry.seq)}-${process.pid}`);

@@ -34,6 +34,11 @@ export interface DeliveryNote {
   warning?: string;
 }
 
+export interface EnqueueOptions {
+  /** A step of a plan run in progress: sent at once, not held back by the rate limit. */
+  urgent?: boolean;
+}
+
 /** A channel as the queue sees it: how to turn a notification into a queued payload and send it. */
 export interface Driver<P = unknown> {
   readonly kind: ChannelKind;
@@ -57,7 +62,11 @@ export interface QueueSettings {
   retryMinMs: number;
   /** … up to this (ms). */
   retryMaxMs: number;
-  /** Messages per minute at most (0 = no limit); a burst of this many may go at once. */
+  /**
+   * Messages per minute at most (0 = no limit); a burst of this many may go at once. Urgent
+   * messages (the steps of a plan run) are not held back by it: they take a token when there is
+   * one, and go at once, ahead of messages waiting for one, when there is none.
+   */
   perMinute: number;
   /** One send may take this long (ms). */
   timeoutMs: number;
@@ -107,6 +116,8 @@ export class ChannelQueue<P = unknown> {
   private rejects = 0;
   private opening: Promise<void> | null = null;
   private unexpected = false;
+  /** The timer waits for the rate limit (not for a retry after a failure). */
+  private rateWait = false;
   private st: QueueStatus = { queued: 0, sent: 0, dropped: 0, failing: null, failure: null, retryAt: null, lastSentAt: null, warning: null };
 
   constructor(
@@ -141,12 +152,17 @@ export class ChannelQueue<P = unknown> {
   }
 
   /** Queue a notification for this channel; resolves once it is on disk. */
-  async enqueue(n: Notification, t: Template): Promise<OutboxEntry<P>> {
+  async enqueue(n: Notification, t: Template, o: EnqueueOptions = {}): Promise<OutboxEntry<P>> {
     if (this.closed) throw new Error(`${this.name}: channel is closed`);
     await this.open();
     const payload = this.driver.prepare(n, t);
-    const entry = await this.outbox.add(`${n.key}`, payload, this.clock.now(), this.driver.kind);
+    const entry = await this.outbox.add(`${n.key}`, payload, this.clock.now(), this.driver.kind, o.urgent === true);
     this.update({ queued: this.outbox.size });
+    if (this.timer && o.urgent && this.rateWait) {
+      // Only the rate limit holds the queue: an urgent message need not wait for it.
+      this.timer.cancel();
+      this.timer = null;
+    }
     if (!this.timer) this.pump();
     return entry;
   }
@@ -179,21 +195,21 @@ export class ChannelQueue<P = unknown> {
 
   private async drain(): Promise<void> {
     while (!this.closed) {
-      const head = this.outbox.head();
+      let head = this.outbox.head();
       if (!head) return;
       const now = this.clock.now();
-      if (now - head.createdAt > this.settings.maxAgeMs) {
-        await this.drop(head, `expired: queued at ${clockTime(head.createdAt)}, older than ${duration(this.settings.maxAgeMs / 1000)}`, 'warn');
-        continue;
-      }
-      if (head.kind && head.kind !== this.driver.kind) {
-        await this.drop(head, `queued for a ${head.kind} channel; this channel is now ${this.driver.kind}`, 'warn');
-        continue;
-      }
-      const wait = this.takeToken(now);
+      if (await this.dropIfStale(head, now)) continue;
+      const wait = this.takeToken(now, head.urgent === true);
       if (wait > 0) {
-        this.sleep(wait);
-        return;
+        // Held back by the rate limit; a step of a plan run that is queued behind goes first.
+        const urgent = this.outbox.list().find((e) => e.urgent && e !== head);
+        if (!urgent) {
+          this.sleep(wait, true);
+          return;
+        }
+        if (await this.dropIfStale(urgent, now)) continue;
+        this.takeToken(now, true);
+        head = urgent;
       }
       const ac = new AbortController();
       this.abort = ac;
@@ -253,22 +269,39 @@ export class ChannelQueue<P = unknown> {
     this.sleep(delay);
   }
 
+  /** Drop a message that expired or was queued for another kind of channel; true when dropped. */
+  private async dropIfStale(e: OutboxEntry<P>, now: number): Promise<boolean> {
+    if (now - e.createdAt > this.settings.maxAgeMs) {
+      await this.drop(e, `expired: queued at ${clockTime(e.createdAt)}, older than ${duration(this.settings.maxAgeMs / 1000)}`, 'warn');
+      return true;
+    }
+    if (e.kind && e.kind !== this.driver.kind) {
+      await this.drop(e, `queued for a ${e.kind} channel; this channel is now ${this.driver.kind}`, 'warn');
+      return true;
+    }
+    return false;
+  }
+
   private async drop(head: OutboxEntry<P>, why: string, level: 'warn' | 'error'): Promise<void> {
     await this.outbox.remove(head).catch(() => undefined);
     this.log(level, `${this.name}: dropped message ${head.label} (${why})`);
     this.update({ queued: this.outbox.size, dropped: this.st.dropped + 1 });
   }
 
-  private sleep(ms: number): void {
+  private sleep(ms: number, rateWait = false): void {
     this.timer?.cancel();
+    this.rateWait = rateWait;
     this.timer = this.clock.setTimer(() => {
       this.timer = null;
       this.pump();
     }, ms);
   }
 
-  /** Token bucket: 0 when a message may go now (and takes a token), else ms until one may. */
-  private takeToken(now: number): number {
+  /**
+   * Token bucket: 0 when a message may go now (and takes a token), else ms until one may. An
+   * urgent message always may: it takes a token if there is one, else goes without.
+   */
+  private takeToken(now: number, urgent = false): number {
     const rate = this.settings.perMinute;
     if (rate <= 0) return 0;
     this.tokens = Math.min(rate, this.tokens + ((now - this.tokensAt) * rate) / 60_000);
@@ -277,6 +310,7 @@ export class ChannelQueue<P = unknown> {
       this.tokens -= 1;
       return 0;
     }
+    if (urgent) return 0;
     return Math.ceil(((1 - this.tokens) * 60_000) / rate);
   }
 
