@@ -6,7 +6,7 @@
  */
 import { strict as assert } from 'node:assert';
 import { SnmpPeer, SnmpRecord, T, V3UserSpec } from './peers/snmp';
-import { STATES, STATE_NAMES, ProfileName, StateName, allAgents, apcRecords, eatonRecords } from './peers/snmp-ups-agents';
+import { MORE_STATES, STATES, STATE_NAMES, ProfileName, StateName, allAgents, apcRecords, eatonRecords } from './peers/snmp-ups-agents';
 import { SnmpSource, SnmpSourceOptions } from '../lib/snmp/source';
 import { AuthProtocol, PrivProtocol } from '../lib/snmp/client';
 import { SourceError } from '../lib/ups/source';
@@ -89,6 +89,41 @@ describe('SNMP UPS source (real snmpsim agent)', function () {
           await peer.set(profile, STATES[profile].online);
         }
       });
+    }
+  });
+
+  it('RFC 1628: CAL / TEST only while the test runs; upsTestId still naming a finished calibration leaves OB+LB alone', async () => {
+    const src = source({ community: 'ietf' });
+    try {
+      await peer.set('ietf', MORE_STATES.ietf.calibrating);
+      let vars = (await src.read(Date.now())).vars;
+      assert.equal(vars['ups.status'], 'OL CAL');
+      assert.equal(state(vars).calibrating, true);
+      await peer.set('ietf', MORE_STATES.ietf['quick-test']);
+      assert.equal((await src.read(Date.now())).vars['ups.status'], 'OL TEST');
+      await peer.set('ietf', MORE_STATES.ietf['calibration-done']);
+      vars = (await src.read(Date.now())).vars;
+      assert.equal(vars['ups.status'], 'OL', 'the calibration ended (donePass): no CAL although upsTestId still names it');
+      assert.equal(vars['ups.test.result'], 'done and passed');
+      await peer.set('ietf', MORE_STATES.ietf['low-battery-after-calibration']);
+      const s = state((await src.read(Date.now())).vars);
+      assert.deepEqual([s.flags.join(' '), s.onBattery, s.lowBattery, s.calibrating], ['OB LB', true, true, false]);
+    } finally {
+      await peer.set('ietf', STATES.ietf.online);
+    }
+  });
+
+  it('APC battery in fault condition / no battery present: LB as NUT\'s apc-mib maps it, with the alarm text', async () => {
+    const src = source({ community: 'apc' });
+    try {
+      await peer.set('apc', MORE_STATES.apc['battery-fault']);
+      let s = state((await src.read(Date.now())).vars);
+      assert.deepEqual([s.flags.join(' '), s.onBattery, s.lowBattery, s.alarmText], ['OB LB', true, true, 'battery in fault condition']);
+      await peer.set('apc', MORE_STATES.apc['no-battery']);
+      s = state((await src.read(Date.now())).vars);
+      assert.deepEqual([s.flags.join(' '), s.lowBattery, s.alarmText], ['OB LB', true, 'no battery present']);
+    } finally {
+      await peer.set('apc', STATES.apc.online);
     }
   });
 

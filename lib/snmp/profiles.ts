@@ -216,7 +216,10 @@ const ietf: Profile = {
     const alarms = wellKnown(r.alarmOids, IETF_WELL_KNOWN);
     const source = r.enumValue('outputSource');
     const battery = r.enumValue('batteryStatus');
-    const test = r.enumValue('testId');
+    // upsTestId keeps naming the last test after it ended; only upsTestResultsSummary inProgress(5)
+    // says one runs. NUT's ietf-mib looks at upsTestId alone, so its CAL sticks after a calibration
+    // and upsmon (and our threshold) then ignore OB+LB: here CAL/TEST hold only while it runs.
+    const test = result === 5 ? r.enumValue('testId') : null;
     const flags = joinFlags([
       ({ 2: 'OFF', 3: 'OL', 4: 'OL BYPASS', 5: 'OB', 6: 'OL BOOST', 7: 'OL TRIM' } as Record<number, string>)[source ?? 0],
       battery === 3 || battery === 4 ? 'LB' : null,
@@ -300,7 +303,9 @@ const apc: Profile = {
     const battery = r.enumValue('batteryStatus');
     const flags = joinFlags([
       APC_OUTPUT[r.enumValue('outputStatus') ?? 0],
-      battery === 3 ? 'LB' : null,
+      // batteryLow, batteryInFaultCondition and noBatteryPresent all mean the load will not be
+      // carried for long (apc-mib.c maps 3, 4 and 5 to LB); the alarm text says which it is.
+      battery === 3 || battery === 4 || battery === 5 ? 'LB' : null,
       r.enumValue('calibration') === 3 ? 'CAL' : null,
       r.enumValue('replace') === 2 ? 'RB' : null,
       apcStateFlag(state, 9) ? 'OVER' : null,

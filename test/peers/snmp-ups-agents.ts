@@ -132,6 +132,7 @@ export function cyberpowerRecords(): SnmpRecord[] {
     { oid: `${C}5.2.11.0`, type: T.ticks, value: 6000, w: true },
     { oid: `${C}6.1.1.0`, type: T.int, value: 1, w: true },
     { oid: `${C}6.2.1.0`, type: T.int, value: 1, w: true },
+    { oid: `${C}6.2.3.0`, type: T.int, value: 1, w: true },
     { oid: `${C}6.2.6.0`, type: T.int, value: 1, w: true },
     { oid: `${C}7.2.7.0`, type: T.int, value: 1, w: true },
   ];
@@ -183,7 +184,10 @@ export function allAgents(): Record<string, SnmpRecord[]> {
 /** SETs that put a profile's agent into a state. */
 export const STATES: Record<ProfileName, Record<StateName, Record<string, string | number>>> = {
   ietf: (() => {
-    const base = { [`${I}4.1.0`]: 3, [`${I}2.1.0`]: 2, [`${I}2.2.0`]: 0, [`${I}2.3.0`]: 45, [`${I}2.4.0`]: 97, [`${I}3.3.1.3.1`]: 231, [`${I}6.1.0`]: 0, [`${I}6.2.1.2.1`]: `${I}6.3.2`, [`${I}6.3.8`]: 2, [`${I}4.4.1.5.1`]: 30 };
+    const base = {
+      [`${I}4.1.0`]: 3, [`${I}2.1.0`]: 2, [`${I}2.2.0`]: 0, [`${I}2.3.0`]: 45, [`${I}2.4.0`]: 97, [`${I}3.3.1.3.1`]: 231, [`${I}6.1.0`]: 0, [`${I}6.2.1.2.1`]: `${I}6.3.2`, [`${I}6.3.8`]: 2, [`${I}4.4.1.5.1`]: 30,
+      [`${I}7.1.0`]: `${I}7.7.1`, [`${I}7.3.0`]: 6,
+    };
     return {
       online: base,
       'on-battery': { ...base, [`${I}4.1.0`]: 5, [`${I}2.2.0`]: 60, [`${I}2.3.0`]: 30, [`${I}2.4.0`]: 80, [`${I}3.3.1.3.1`]: 0, [`${I}6.1.0`]: 1 },
@@ -229,3 +233,25 @@ export const STATES: Record<ProfileName, Record<StateName, Record<string, string
     };
   })(),
 };
+
+/**
+ * States beyond the common six, for one profile each (SETs like STATES; switching back to
+ * STATES[profile].online resets them):
+ * - ietf `calibrating`: upsTestId = upsTestDeepBatteryCalibration, upsTestResultsSummary inProgress;
+ *   `calibration-done`: the same upsTestId after the test ended (donePass) — the agent keeps naming
+ *   the last test; `quick-test`: upsTestQuickBatteryTest in progress.
+ * - apc `battery-fault` (upsBasicBatteryStatus batteryInFaultCondition) and `no-battery`
+ *   (noBatteryPresent), both on battery.
+ */
+export const MORE_STATES = {
+  ietf: {
+    calibrating: { ...STATES.ietf.online, [`${I}7.1.0`]: `${I}7.7.5`, [`${I}7.3.0`]: 5 },
+    'calibration-done': { ...STATES.ietf.online, [`${I}7.1.0`]: `${I}7.7.5`, [`${I}7.3.0`]: 1 },
+    'quick-test': { ...STATES.ietf.online, [`${I}7.1.0`]: `${I}7.7.4`, [`${I}7.3.0`]: 5 },
+    'low-battery-after-calibration': { ...STATES.ietf['low-battery'], [`${I}7.1.0`]: `${I}7.7.5`, [`${I}7.3.0`]: 1 },
+  },
+  apc: {
+    'battery-fault': { ...STATES.apc['on-battery'], [`${A}2.1.1.0`]: 4 },
+    'no-battery': { ...STATES.apc['on-battery'], [`${A}2.1.1.0`]: 5 },
+  },
+} as const;
