@@ -7,7 +7,7 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promises as fsp } from 'node:fs';
-import { NodeAPI, HttpRequest, HttpResponse, UNCHANGED_PASSWORD, errorText } from './red';
+import { NodeAPI, HttpRequest, HttpResponse, UNCHANGED_PASSWORD, errorText, rememberEndpoint, storedCredentials } from './red';
 import { NotifyChannelNode } from './notify-types';
 import { ChannelConfig, ChannelCredentials, DriverDeps, channelName, createDriver, parseChannelConfig, queueSettings } from '../lib/notify/config';
 import { ChannelQueue } from '../lib/notify/queue';
@@ -19,6 +19,14 @@ import { HaClient, HaUser } from '../lib/ha/client';
 type Settings = { settings?: { userDir?: string } };
 
 const SECRET_FIELDS = ['user', 'password', 'secretValue1', 'secretValue2', 'webhookUrl', 'token'] as const;
+
+/**
+ * Where this channel's secrets go (and how they are protected on the way): "Send test" uses the
+ * stored secrets only while these equal the deployed channel's, so that an editor user cannot send
+ * the stored password or token to a host of their choosing. (A Discord webhook URL is itself the
+ * secret; a Home Assistant token belongs to the server config node named here.)
+ */
+const ENDPOINT_KEYS = ['kind', 'smtpHost', 'smtpPort', 'smtpSecurity', 'url', 'ntfyServer', 'telegramApi', 'haServer', 'tlsVerify', 'tlsFingerprint'] as const;
 
 /** Home Assistant: the server config node's client, found when needed (it may start after this node). */
 function haDeps(c: ChannelConfig, found: (client: HaClient) => void = () => undefined): DriverDeps {
@@ -51,8 +59,11 @@ export = function register(RED: NodeAPI): void {
       client.register(haUser);
     };
     const dir = path.join(userDir(), 'upsorch-notify', node.id);
+    // Compared in its parsed form (defaults filled in), as "Send test" compares the dialog's.
+    rememberEndpoint(node, raw, ENDPOINT_KEYS);
     try {
       const cfg = parseChannelConfig(raw);
+      rememberEndpoint(node, cfg, ENDPOINT_KEYS);
       node.channelName = channelName(cfg);
       node.kind = cfg.kind;
       const driver = createDriver(cfg, node.credentials as ChannelCredentials, haDeps(cfg, attachHa));
@@ -105,7 +116,9 @@ export = function register(RED: NodeAPI): void {
 
   // "Send test" from the channel dialog: one message, straight to the service (not through the outbox).
   RED.httpAdmin.post('/upsorch-notify-channel/test', RED.auth.needsPermission('upsorch-notify-channel.write'), (req: HttpRequest, res: HttpResponse) => {
-    void sendTest(RED, req.body ?? {}).then((r) => res.json(r));
+    sendTest(RED, req.body ?? {})
+      .then((r) => res.json(r))
+      .catch((err: unknown) => res.status(500).json({ ok: false, message: errorText(err) }));
   });
 };
 
@@ -116,7 +129,12 @@ async function sendTest(RED: NodeAPI, body: Record<string, unknown>): Promise<{ 
   } catch (err) {
     return { ok: false, message: errorText(err) };
   }
-  const stored = typeof body.id === 'string' ? RED.nodes.getCredentials(body.id) ?? {} : {};
+  const id = typeof body.id === 'string' ? body.id : '';
+  const stored = storedCredentials(RED, { ...cfg, id }, 'upsorch-notify-channel', ENDPOINT_KEYS);
+  const kept = SECRET_FIELDS.filter((f) => body[f] === UNCHANGED_PASSWORD);
+  if (kept.length && !Object.keys(stored).length && id && Object.values(RED.nodes.getCredentials(id) ?? {}).some(Boolean)) {
+    return { ok: false, message: `the destination differs from the deployed channel's: type the ${kept.join(', ')} again to test it (stored secrets are only sent where the deployed channel sends them)` };
+  }
   const creds: ChannelCredentials = {};
   for (const f of SECRET_FIELDS) {
     const typed = body[f];

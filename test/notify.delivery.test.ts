@@ -100,6 +100,42 @@ describe('notify delivery (Node-RED runtime, real peers)', function () {
     });
   });
 
+  describe('"Send test" and the stored secrets', () => {
+    let deployed: HttpRecorder;
+    let elsewhere: HttpRecorder;
+    beforeEach(async () => {
+      deployed = await HttpRecorder.start();
+      elsewhere = await HttpRecorder.start();
+    });
+    afterEach(async () => {
+      await deployed.stop();
+      await elsewhere.stop();
+    });
+
+    it('uses the stored bot token only for the deployed Bot API; another host gets nothing unless the token is typed', async () => {
+      await helper.load(notifyNodes, [channel('ch', { kind: 'telegram', telegramApi: deployed.url, telegramChat: '42' }), notify('n', 'ch')], { ch: { token: '123:StoredSecret' } });
+      const body = { id: 'ch', kind: 'telegram', telegramApi: deployed.url, telegramChat: '42', token: '__PWRD__', timeout: 5 };
+      const ok = await helper.request().post('/upsorch-notify-channel/test').send(body).expect(200);
+      assert.deepEqual(ok.body, { ok: true, message: 'sent to Telegram chat 42' });
+      assert.equal((await deployed.waitForCount(1))[0].path, '/bot123:StoredSecret/sendMessage');
+      // The same dialog pointed at another server: the stored token stays home.
+      const moved = await helper.request().post('/upsorch-notify-channel/test').send({ ...body, telegramApi: elsewhere.url }).expect(200);
+      assert.equal(moved.body.ok, false);
+      assert.equal(moved.body.message, 'the destination differs from the deployed channel\'s: type the token again to test it (stored secrets are only sent where the deployed channel sends them)');
+      // Turning TLS verification off is a change of where it may end up, too.
+      const unverified = await helper.request().post('/upsorch-notify-channel/test').send({ ...body, tlsVerify: false }).expect(200);
+      assert.equal(unverified.body.ok, false);
+      await sleep(300);
+      assert.equal(elsewhere.requests.length, 0);
+      assert.equal(deployed.requests.length, 1);
+      // A token typed in the dialog may go anywhere: the user has it.
+      const typed = await helper.request().post('/upsorch-notify-channel/test').send({ ...body, telegramApi: elsewhere.url, token: '555:Typed' }).expect(200);
+      assert.equal(typed.body.ok, true);
+      assert.equal((await elsewhere.waitForCount(1))[0].path, '/bot555:Typed/sendMessage');
+      assert.doesNotMatch(JSON.stringify([ok.body, moved.body, unverified.body, typed.body]), /StoredSecret|Typed/);
+    });
+  });
+
   describe('a broken crisis channel', () => {
     let http: HttpRecorder;
     beforeEach(async () => {
