@@ -250,13 +250,33 @@ describe('UPS command node (Node-RED runtime, real peers)', function () {
       assert.equal(await agent.value('eaton', `${X}9.6.0`), 15);
     });
 
-    it('CyberPower: sleep/return delays and conserve battery', async () => {
+    it('CyberPower: sleep/return delays, then sleep (upsAdvanceControlUpsSleep), on battery and on mains alike', async () => {
       await agent.set('cyberpower', STATES.cyberpower['on-battery']);
       await helper.load(upsCommandNodes, [...snmpDevice('cyberpower'), ...commandNode({ delayShutdown: 20, delayStart: 5 })], { dev: { community: 'cyberpower' } });
-      const r = await run('shutdown');
+      let r = await run('shutdown');
       assert.equal(r.ok, true, JSON.stringify(r));
-      assert.equal(await agent.value('cyberpower', `${C}6.1.1.0`), 2);
+      assert.match(r.results[0].detail, /^on battery: UPS asleep \(off\) in 20 s, on again 5 s after mains returns; confirmed: sleep delay 20 s, return delay 5 s$/);
+      assert.equal(await agent.value('cyberpower', `${C}6.2.3.0`), 3, 'upsAdvanceControlUpsSleep = putUpsToSleepGracefully on the agent');
+      assert.equal(await agent.value('cyberpower', `${C}6.1.1.0`), 1, 'conserve battery (ignored on mains) is not used');
       assert.equal(await agent.value('cyberpower', `${C}5.2.11.0`), 2000);
+      assert.equal(await agent.value('cyberpower', `${C}5.2.9.0`), 500);
+      await agent.restart();
+      // Mains came back during the shutdown: the same sleep, so the hosts see power return.
+      r = await run('shutdown');
+      assert.equal(r.ok, true, JSON.stringify(r));
+      assert.match(r.results[0].detail, /^on mains: UPS asleep \(off\) in 20 s and on again 5 s later/);
+      assert.equal(await agent.value('cyberpower', `${C}6.2.3.0`), 3);
+      assert.equal(await agent.value('cyberpower', `${C}6.1.1.0`), 1);
+    });
+
+    it('RFC 1628 battery tests write the right upsWellKnownTests OIDs (quick .7.7.4, deep calibration .7.7.5)', async () => {
+      for (const [command, oid] of [['test.battery.start.quick', `${I}7.7.4`], ['test.battery.start.deep', `${I}7.7.5`]]) {
+        await helper.load(upsCommandNodes, [...snmpDevice('ietf'), ...commandNode({ mode: 'instcmd', command })], { dev: { community: 'ietf' } });
+        const r = await run('command');
+        assert.equal(r.ok, true, JSON.stringify(r));
+        assert.equal(await agent.value('ietf', `${I}7.1.0`), oid, `${command}: upsTestId on the agent`);
+        await helper.unload();
+      }
     });
 
     it('a request for another operation (stop, suspend, maintenance, host-shutdown) is refused and sends nothing', async () => {

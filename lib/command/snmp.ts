@@ -7,8 +7,8 @@
  * Power race: a UPS told to "turn off to conserve battery" while mains is back may do nothing and
  * leave the shut-down hosts without a power cycle. So the preset looks at the output source first:
  * on battery it uses the MIB's "off, return when power returns" control; on mains it uses an
- * off-then-on sequence (APC graceful reboot, RFC 1628 startup timer, XUPS off/on delays), so the
- * hosts see power come back either way.
+ * off-then-on sequence (APC graceful reboot, RFC 1628 startup timer, XUPS off/on delays; CyberPower's
+ * sleep does both), so the hosts see power come back either way.
  *
  * Acceptance: the agent's SET response (no error) is the first confirmation; where the MIB exposes
  * the running timer (RFC 1628 upsShutdownAfterDelay, XUPS xupsControlOutputOffDelay /
@@ -105,8 +105,8 @@ const COMMANDS: Record<ProfileId, Record<string, CommandDef>> = {
     'beeper.disable': simple('beeper off (upsConfigAudibleStatus = disabled)', [int(`${I}9.8.0`, 1)]),
     'beeper.enable': simple('beeper on (upsConfigAudibleStatus = enabled)', [int(`${I}9.8.0`, 2)]),
     'beeper.mute': simple('silence the current alarm (upsConfigAudibleStatus = muted)', [int(`${I}9.8.0`, 3)]),
-    'test.battery.start.quick': simple('quick battery test (upsTestId = upsTestQuickBatteryTest)', [oidv(`${I}7.1.0`, `${I}7.7.3`)]),
-    'test.battery.start.deep': simple('deep battery calibration (upsTestId = upsTestDeepBatteryCalibration)', [oidv(`${I}7.1.0`, `${I}7.7.4`)]),
+    'test.battery.start.quick': simple('quick battery test (upsTestId = upsTestQuickBatteryTest)', [oidv(`${I}7.1.0`, `${I}7.7.4`)]),
+    'test.battery.start.deep': simple('deep battery calibration (upsTestId = upsTestDeepBatteryCalibration)', [oidv(`${I}7.1.0`, `${I}7.7.5`)]),
     'test.battery.stop': simple('abort the running test (upsTestId = upsTestAbortTestInProgress)', [oidv(`${I}7.1.0`, `${I}7.7.2`)]),
   },
   apc: {
@@ -137,20 +137,23 @@ const COMMANDS: Record<ProfileId, Record<string, CommandDef>> = {
     'calibrate.stop': simple('cancel calibration (upsAdvTestRuntimeCalibration = cancelCurrentCalibration)', [int(`${A}7.2.5.0`, 3)]),
   },
   cyberpower: {
+    // upsBaseControlConserveBattery is honoured only on battery (NUT's cyberpower-mib disables it for
+    // that reason): with mains back mid-shutdown the UPS would stay on and the hosts stay off. Sleep
+    // works either way: off after the sleep delay, on again after the return delay with mains.
     'shutdown.return': {
-      description: 'turn the UPS off after ups.delay.shutdown and back on when power returns (upsBaseControlConserveBattery)',
+      description: 'put the UPS to sleep: off after ups.delay.shutdown, on again ups.delay.start after mains is there, on battery or on mains (upsAdvanceControlUpsSleep)',
       plan: (c) => ({
         steps: [
           { set: [ticks(`${C}5.2.11.0`, c.delayShutdown), ticks(`${C}5.2.9.0`, c.delayStart)], what: `upsAdvanceConfigSleepDelay = ${c.delayShutdown} s, upsAdvanceConfigReturnDelay = ${c.delayStart} s` },
-          { set: [int(`${C}6.1.1.0`, 2)], what: 'upsBaseControlConserveBattery = turnOffUpsToConserveBattery' },
+          { set: [int(`${C}6.2.3.0`, 3)], what: 'upsAdvanceControlUpsSleep = putUpsToSleepGracefully' },
         ],
         confirm: [
           { oid: `${C}5.2.11.0`, what: `sleep delay ${c.delayShutdown} s`, ok: ticksEqual(c.delayShutdown) },
           { oid: `${C}5.2.9.0`, what: `return delay ${c.delayStart} s`, ok: ticksEqual(c.delayStart) },
         ],
         summary: c.onBattery
-          ? `on battery: UPS off in ${c.delayShutdown} s, on again ${c.delayStart} s after mains returns`
-          : `on mains: CPS-MIB has no off-then-on control; a CyberPower card may ignore "conserve battery" while mains is present (the UPS then stays on)`,
+          ? `on battery: UPS asleep (off) in ${c.delayShutdown} s, on again ${c.delayStart} s after mains returns`
+          : `on mains: UPS asleep (off) in ${c.delayShutdown} s and on again ${c.delayStart} s later, so the hosts see power return`,
       }),
     },
     'shutdown.stayoff': simple('turn the UPS off gracefully, stay off (upsAdvanceControlUpsOff = turnUpsOffGracefully)', [int(`${C}6.2.1.0`, 3)]),
