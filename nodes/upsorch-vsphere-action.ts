@@ -42,8 +42,12 @@ export = function register(RED: NodeAPI): void {
         }),
         concurrency: cfg.concurrency,
         connectTimeoutMs: cfg.connectTimeout * 1000,
-        // Graceful wait, then (maintenance first and) the forced step's task, plus Tools for start.
-        targetTimeoutMs: cfg.timeout * 1000 * (cfg.kind === 'host' && cfg.maintenanceFirst ? 2 : 1) + (cfg.waitForTools ? cfg.toolsTimeout * 1000 : 0) + 4 * requestMs + 60_000,
+        // VMs: the graceful wait, the power-off task, plus Tools for start. Hosts: maintenance mode
+        // (its timeout and our slack), the shutdown task, then the polls that see the host go.
+        targetTimeoutMs:
+          cfg.kind === 'host'
+            ? cfg.timeout * 1000 + (cfg.maintenanceFirst ? 30_000 : 0) + 6 * requestMs + 90_000
+            : cfg.timeout * 1000 + (cfg.waitForTools ? cfg.toolsTimeout * 1000 : 0) + 4 * requestMs + 60_000,
         expectedTargets: cfg.selection.names?.length || 8,
       };
     } catch (err) {

@@ -273,7 +273,7 @@ describe('Proxmox VE actions against the schema-checked fake API', function () {
       try {
         const t0 = Date.now();
         await assert.rejects(c.request('GET', '/version'), /did not answer GET \/api2\/json\/version within 0\.8 s/);
-        assert.ok(Date.now() - t0 < 3000);
+        assert.ok(Date.now() - t0 < 10_000, `took ${Date.now() - t0} ms`);
       } finally {
         c.close();
       }

@@ -77,6 +77,8 @@ export interface ActOptions {
   force: boolean;
   /** Per-platform extras the node passes through (mode acpi/agent, preset command…). */
   extra?: Record<string, unknown>;
+  /** Set by the runner: this target was being acted on when Node-RED stopped (a resumed run). */
+  resumed?: boolean;
 }
 
 /**

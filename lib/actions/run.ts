@@ -145,7 +145,8 @@ export async function runAction(driver: ActionDriver, req: ActionRequest): Promi
     await req.hooks?.beforeTarget?.(t);
     const limit = req.targetTimeoutMs ?? req.options.timeoutMs + 60_000;
     try {
-      const out = await withTimeout(`${op} ${t.name}`, limit, req.signal, (s) => driver.act(t, req.options, s));
+      const opts = interrupted.has(t.name) ? { ...req.options, resumed: true } : req.options;
+      const out = await withTimeout(`${op} ${t.name}`, limit, req.signal, (s) => driver.act(t, opts, s));
       return { ...base, after: out.after, method: out.method, ms: Date.now() - started, ok: true, detail: out.detail };
     } catch (err) {
       const msg = (err as Error).message || String(err);

@@ -1,17 +1,23 @@
 /**
  * The vSphere action driver (vCenter or standalone ESXi) behind the action contract.
  *
- * VMs: shutdown = ShutdownGuest when VMware Tools run, wait until poweredOff, PowerOffVM_Task
- * after the timeout (unless forcing is disabled); Tools not running = power off at once (or fail
- * when forcing is disabled). start = PowerOnVM_Task, optionally waiting until Tools run. stop =
+ * VMs: shutdown = ShutdownGuest when VMware Tools run (or run scripts), wait until poweredOff,
+ * PowerOffVM_Task after the timeout (unless forcing is disabled); Tools not running = power off at
+ * once (or fail when forcing is disabled), except for a target a resumed run had already asked to
+ * shut down: its guest may be mid-shutdown with Tools already stopped, so it gets the timeout to
+ * power off first. start = PowerOnVM_Task, optionally waiting until Tools run. stop =
  * PowerOffVM_Task. suspend = SuspendVM_Task.
  * Hosts: maintenance = EnterMaintenanceMode_Task; host-shutdown = ShutdownHost_Task, refused
- * without force unless the host is in maintenance mode (or the action enters it first); start =
- * wait until the host is connected again and exit maintenance mode.
+ * without force unless the host is in maintenance mode (or the action enters it first; when that
+ * fails and force is set, the host is shut down with force anyway: a host left on dies with the
+ * UPS). Once the server accepted the shutdown, losing the connection means the host (or the
+ * vCenter VM on it) is going down: success. start = wait until the host is connected again and
+ * exit maintenance mode.
  */
 import { ActOptions, ActOutcome, ActionDriver, Operation, PowerState, Target, formatSeconds } from '../actions/contract';
+import { ConnectError } from '../net/https-client';
 import { HostInfo, VmInfo, missingPrivileges, readInventory, readLicences } from './inventory';
-import { MoRef, VimFault, parseRef, text, xsiType } from './soap';
+import { MoRef, SoapProtocolError, VimFault, parseRef, text, xsiType } from './soap';
 import { VsphereSession } from './session';
 import { Watcher } from './watch';
 
@@ -34,6 +40,16 @@ export interface VsphereExtra {
 }
 
 const TOOLS_RUNNING = 'guestToolsRunning';
+
+/** Tools that run power-on/off scripts are running: ShutdownGuest works. */
+export function toolsUp(status: unknown): boolean {
+  return status === TOOLS_RUNNING || status === 'guestToolsExecutingScripts';
+}
+
+/** The server stopped answering (as opposed to answering with a fault). */
+function lostConnection(err: unknown): boolean {
+  return err instanceof ConnectError || err instanceof SoapProtocolError;
+}
 /** Bound for tasks that take seconds on a healthy server (power on/off, suspend, host shutdown, exit maintenance). */
 const QUICK_TASK_MS = 60_000;
 
@@ -82,7 +98,7 @@ export function vmTarget(v: VmInfo): Target {
       kind: 'vm',
       powerState: v.power,
       tools: v.tools,
-      toolsRunning: v.tools === TOOLS_RUNNING,
+      toolsRunning: toolsUp(v.tools),
       host: v.host,
       cluster: v.cluster,
       datacenter: v.datacenter,
@@ -128,7 +144,7 @@ export class VsphereDriver implements ActionDriver {
   private readonly watcher: Watcher;
   private vms = new Map<string, VmInfo>();
   private hosts = new Map<string, HostInfo>();
-  private licence: Promise<string | null> | null = null;
+  private licence: string | null | undefined;
 
   constructor(
     private readonly session: VsphereSession,
@@ -159,14 +175,16 @@ export class VsphereDriver implements ActionDriver {
     }
   }
 
-  /** Read-only licence (free ESXi), checked once per run. */
+  /** Read-only licence (free ESXi), checked once per driver; a failed read is tried again next time. */
   private async writable(signal: AbortSignal): Promise<void> {
-    this.licence ??= readLicences(this.session, signal).then(
-      (l) => l.readOnly,
-      () => null, // not readable: the operation itself will tell
-    );
-    const problem = await this.licence;
-    if (problem) throw new Error(problem);
+    if (this.licence === undefined) {
+      try {
+        this.licence = (await readLicences(this.session, signal)).readOnly;
+      } catch {
+        return; // not readable now: the operation itself will tell
+      }
+    }
+    if (this.licence) throw new Error(this.licence);
   }
 
   private async fresh<T extends 'VirtualMachine' | 'HostSystem'>(type: T, id: string, signal: AbortSignal): Promise<Record<string, unknown>> {
@@ -177,14 +195,28 @@ export class VsphereDriver implements ActionDriver {
     return o.props;
   }
 
-  /** Start a task method and wait for its end; throws with the task's error. */
-  private async task(method: string, ref: MoRef, params: string, timeoutMs: number, signal: AbortSignal, what: string): Promise<void> {
+  /**
+   * Start a task method and wait for its end; throws with the task's error. With `gone`, the
+   * server no longer answering once the task was accepted resolves 'gone' (it went down with it).
+   */
+  private async task(method: string, ref: MoRef, params: string, timeoutMs: number, signal: AbortSignal, what: string, o: { gone?: boolean; cancelOnTimeout?: boolean } = {}): Promise<'done' | 'gone'> {
     const r = await this.session.call(method, ref, params, signal);
     const taskRef = parseRef(r.returnval);
     if (!taskRef) throw new Error(`${what}: the server returned no task`);
-    const end = await this.watcher.until(taskRef, taskEnd, timeoutMs, signal);
-    if (end === null) throw new Error(`${what}: the task did not finish within ${formatSeconds(timeoutMs)}`);
+    let end: TaskEnd | null;
+    try {
+      end = await this.watcher.until(taskRef, taskEnd, timeoutMs, signal);
+    } catch (err) {
+      if (o.gone && !signal.aborted && lostConnection(err)) return 'gone';
+      throw err;
+    }
+    if (end === null) {
+      // Leave nothing running behind our back (best effort; not every server can cancel it).
+      if (o.cancelOnTimeout) void this.session.call('CancelTask', taskRef, '').catch(() => undefined);
+      throw new Error(`${what}: the task did not finish within ${formatSeconds(timeoutMs)}`);
+    }
     if (!end.ok) throw new VimFault(end.faultType ?? 'error', `${what} failed: ${end.error}`);
+    return 'done';
   }
 
   async check(target: Target, opts: ActOptions, signal: AbortSignal): Promise<string> {
@@ -197,7 +229,7 @@ export class VsphereDriver implements ActionDriver {
     if (this.o.kind === 'vm') {
       const p = await this.fresh('VirtualMachine', target.id, signal);
       const power = String(p['runtime.powerState']);
-      const tools = p['guest.toolsRunningStatus'] === TOOLS_RUNNING;
+      const tools = toolsUp(p['guest.toolsRunningStatus']);
       switch (opts.operation) {
         case 'shutdown':
           if (power === 'poweredOff') return 'already off';
@@ -224,8 +256,10 @@ export class VsphereDriver implements ActionDriver {
       case 'maintenance':
         return maint ? 'already in maintenance mode' : `would enter maintenance mode (up to ${secs})`;
       case 'host-shutdown':
-        if (!maint && !opts.force && !x.maintenanceFirst) throw new Error(`${target.name} is not in maintenance mode: shutting it down needs maintenance mode first or force`);
-        return `${!maint && x.maintenanceFirst ? 'would enter maintenance mode, then ' : 'would '}shut the host down${!maint && !x.maintenanceFirst ? ' (forced, VMs still running are powered off)' : ''}`;
+        if (maint) return 'would shut the host down';
+        if (!opts.force && !x.maintenanceFirst) throw new Error(`${target.name} is not in maintenance mode: shutting it down needs maintenance mode first or force`);
+        if (!x.maintenanceFirst) return 'would shut the host down (forced, VMs still running are powered off)';
+        return `would enter maintenance mode (up to ${secs}), then shut the host down${opts.force ? '; if maintenance mode is not reached, shut it down with force' : ''}`;
       case 'start':
         return maint ? 'would exit maintenance mode' : 'already on, not in maintenance mode';
       default:
@@ -254,7 +288,15 @@ export class VsphereDriver implements ActionDriver {
           if (!opts.force) throw new Error(`${t.name} is suspended: a guest shutdown is impossible and forced power-off is disabled`);
           return { method: 'forced', after: 'off', detail: await powerOff('suspended: powered off') };
         }
-        let toolsRunning = p['guest.toolsRunningStatus'] === TOOLS_RUNNING;
+        let toolsRunning = toolsUp(p['guest.toolsRunningStatus']);
+        if (!toolsRunning && opts.resumed) {
+          // Asked to shut down before Node-RED stopped: its Tools stop while the guest OS goes down.
+          const t0 = Date.now();
+          const off = await this.watcher.until(ref, isOff, opts.timeoutMs, signal);
+          if (off) return { method: 'graceful', after: 'off', detail: `guest shutdown (requested before the restart): off after ${formatSeconds(Date.now() - t0)}` };
+          if (!opts.force) throw new Error(`${t.name}: VMware Tools are not running and it is still on ${formatSeconds(opts.timeoutMs)} after the restart, and forcing is disabled`);
+          return { method: 'forced', after: 'off', detail: await powerOff(`VMware Tools not running, still on ${formatSeconds(opts.timeoutMs)} after the restart: powered off`) };
+        }
         if (toolsRunning) {
           try {
             await this.session.call('ShutdownGuest', ref, '', signal);
@@ -295,7 +337,7 @@ export class VsphereDriver implements ActionDriver {
         await this.task('PowerOnVM_Task', ref, '', taskMs, signal, `powering ${t.name} on`);
         if (!x.waitForTools) return { method: 'graceful', after: 'on', detail: power === 'suspended' ? 'resumed' : 'powered on' };
         const toolsMs = x.toolsTimeoutMs ?? opts.timeoutMs;
-        const up = await this.watcher.until(ref, (q) => (q['guest.toolsRunningStatus'] === TOOLS_RUNNING ? true : undefined), toolsMs, signal);
+        const up = await this.watcher.until(ref, (q) => (toolsUp(q['guest.toolsRunningStatus']) ? true : undefined), toolsMs, signal);
         if (!up) throw new Error(`${t.name} powered on, but VMware Tools were not running within ${formatSeconds(toolsMs)}`);
         return { method: 'graceful', after: 'on', detail: `powered on, VMware Tools running after ${formatSeconds(Date.now() - t0)}` };
       }
@@ -311,7 +353,8 @@ export class VsphereDriver implements ActionDriver {
     const state = () => ({ power: String(p['runtime.powerState']), connection: String(p['runtime.connectionState']), maintenance: p['runtime.inMaintenanceMode'] === true });
     const secs = Math.max(0, Math.ceil(opts.timeoutMs / 1000));
     const taskMs = QUICK_TASK_MS;
-    const enterMaintenance = () => this.task('EnterMaintenanceMode_Task', ref, `<timeout>${secs}</timeout>`, opts.timeoutMs + 30_000, signal, `${t.name} entering maintenance mode`);
+    const enterMaintenance = () =>
+      this.task('EnterMaintenanceMode_Task', ref, `<timeout>${secs}</timeout>`, opts.timeoutMs + 30_000, signal, `${t.name} entering maintenance mode`, { cancelOnTimeout: true });
 
     switch (opts.operation) {
       case 'maintenance': {
@@ -326,24 +369,40 @@ export class VsphereDriver implements ActionDriver {
         if (s.connection !== 'connected') return { method: 'already', after: 'unreachable', detail: `host is ${s.connection}: already down?` };
         let steps = '';
         let force = opts.force;
+        let forced = !s.maintenance && opts.force;
+        let why = 'forced, not in maintenance mode';
         if (!s.maintenance) {
           if (x.maintenanceFirst) {
-            await enterMaintenance();
-            steps = 'entered maintenance mode, ';
-            force = false;
+            try {
+              await enterMaintenance();
+              steps = 'entered maintenance mode, ';
+              force = false;
+              forced = false;
+            } catch (err) {
+              // VMs that cannot be evacuated (the vCenter VM, vCLS, every host entering at once)
+              // keep a host out of maintenance mode; left on, it dies with the UPS.
+              if (!opts.force || signal.aborted) throw err;
+              why = `forced: maintenance mode not reached (${(err as Error).message})`;
+            }
           } else if (!opts.force) {
             throw new Error(`${t.name} is not in maintenance mode: refusing to shut it down without force (enable "enter maintenance mode first" or "force")`);
           }
         }
+        let end: 'done' | 'gone';
         try {
-          await this.task('ShutdownHost_Task', ref, `<force>${force}</force>`, taskMs, signal, `shutting ${t.name} down`);
+          end = await this.task('ShutdownHost_Task', ref, `<force>${force}</force>`, taskMs, signal, `shutting ${t.name} down`, { gone: true });
         } catch (err) {
           if (err instanceof VimFault && err.faultType === 'InvalidState') {
             throw new Error(`${t.name} refused to shut down (InvalidState): it is not in maintenance mode; enable "enter maintenance mode first" or "force"`);
           }
           throw err;
         }
-        return { method: force && !s.maintenance ? 'forced' : 'graceful', after: 'off', detail: `${steps}shut down${force && !s.maintenance ? ' (forced, not in maintenance mode)' : ''}` };
+        const gone = end === 'gone';
+        return {
+          method: forced ? 'forced' : 'graceful',
+          after: 'off',
+          detail: `${steps}${gone ? 'shutting down' : 'shut down'}${forced ? ` (${why})` : ''}${gone ? ': the server stopped answering after accepting it' : ''}`,
+        };
       }
       case 'start': {
         const t0 = Date.now();

@@ -178,7 +178,14 @@ export interface LicenceInfo {
   readOnly: string | null;
 }
 
-const FREE_EDITION = /^esxBasic|(^|\.)free($|\.)|hypervisor\.free/i;
+/**
+ * Edition keys of the free vSphere Hypervisor: `esxBasic` (older hosts) and
+ * `esx.hypervisor.cpuPackageCoreLimited` / `esx.hypervisor.cpuPackage` (free ESXi 6, 7 and 8,
+ * named "VMware vSphere 7 Hypervisor" and the like). Paid editions are esx.standard.*,
+ * esx.enterprisePlus.* …; evaluation mode is `eval`.
+ */
+const FREE_EDITION = /^esxBasic|^esx\.hypervisor\.|(^|\.)free($|\.)|hypervisor\.free/i;
+const FREE_NAME = /^(VMware )?vSphere \d+(\.\d+)? Hypervisor$/i;
 
 export async function readLicences(session: VsphereSession, signal?: AbortSignal): Promise<LicenceInfo> {
   const sc = await session.serviceContent(signal);
@@ -187,7 +194,7 @@ export async function readLicences(session: VsphereSession, signal?: AbortSignal
   const raw = got.get(sc.licenseManager.value)?.props.licenses;
   const items = asArray(raw as Record<string, unknown>[] | undefined).map((l) => ({ edition: text(l?.editionKey), name: text(l?.name) }));
   const names = items.map((l) => l.name || l.edition).filter(Boolean);
-  const free = items.length > 0 && items.every((l) => FREE_EDITION.test(l.edition));
+  const free = items.length > 0 && items.every((l) => FREE_EDITION.test(l.edition) || (!l.edition && FREE_NAME.test(l.name.trim())));
   // Only a standalone host enforces this; a vCenter never manages a free-licensed host.
   const readOnly =
     free && sc.about.apiType !== 'VirtualCenter'

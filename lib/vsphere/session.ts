@@ -69,9 +69,12 @@ export interface ObjectContent {
 const SERVICE_INSTANCE: MoRef = { type: 'ServiceInstance', value: 'ServiceInstance' };
 
 /** Race a promise against a signal (the promise itself keeps running). */
-function raceSignal<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+export function raceSignal<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
   if (!signal) return p;
-  if (signal.aborted) return Promise.reject(reasonOf(signal));
+  if (signal.aborted) {
+    p.catch(() => undefined); // nobody else may await it: its rejection must not go unhandled
+    return Promise.reject(reasonOf(signal));
+  }
   return new Promise<T>((resolve, reject) => {
     const onAbort = () => reject(reasonOf(signal));
     signal.addEventListener('abort', onAbort, { once: true });

@@ -2,7 +2,8 @@
  * Waiting for many objects at once with few requests: every VM waiting to power off and every
  * task waiting to finish is read in ONE RetrievePropertiesEx per poll interval, however many
  * targets an action runs in parallel. A waiter resolves as soon as its condition holds, or with
- * `null` when its own deadline passes.
+ * `null` when its own deadline passes; it is rejected with the last error after three failed
+ * polls in a row that it took part in (a waiter that joins later starts counting afresh).
  */
 import { MoRef, esc, refXml } from './soap';
 import { VsphereSession } from './session';
@@ -22,6 +23,8 @@ interface Waiter {
   resolve: (v: unknown) => void;
   reject: (e: Error) => void;
   misses: number;
+  /** Failed polls in a row this waiter was part of. */
+  fails: number;
   cleanup: () => void;
 }
 
@@ -29,7 +32,6 @@ export class Watcher {
   private waiters = new Set<Waiter>();
   private timer: NodeJS.Timeout | null = null;
   private busy = false;
-  private errors = 0;
   private closed = false;
   /** Requests this watcher sent. */
   polls = 0;
@@ -68,6 +70,7 @@ export class Watcher {
           reject(e);
         },
         misses: 0,
+        fails: 0,
         cleanup: () => {
           this.waiters.delete(w);
           signal.removeEventListener('abort', onAbort);
@@ -106,11 +109,11 @@ export class Watcher {
     try {
       this.polls++;
       const got = await this.session.retrieve(spec);
-      this.errors = 0;
       const seen = new Map(got.map((o) => [`${o.obj.type}:${o.obj.value}`, o.props]));
       const now = Date.now();
       for (const w of batch) {
         if (!this.waiters.has(w)) continue;
+        w.fails = 0;
         const props = seen.get(`${w.ref.type}:${w.ref.value}`);
         if (!props) {
           if (++w.misses >= 3) w.reject(new Error(`${w.ref.type} ${w.ref.value} is no longer known to the server`));
@@ -127,10 +130,13 @@ export class Watcher {
         else if (now >= w.deadline) w.resolve(null);
       }
     } catch (err) {
-      // A blip is retried at the next poll; three failures in a row fail every waiter.
-      if (++this.errors >= 3) for (const w of batch) if (this.waiters.has(w)) w.reject(err as Error);
+      // A blip is retried at the next poll; three failures in a row fail a waiter.
       const now = Date.now();
-      for (const w of batch) if (this.waiters.has(w) && now >= w.deadline) w.resolve(null);
+      for (const w of batch) {
+        if (!this.waiters.has(w)) continue;
+        if (++w.fails >= 3) w.reject(err as Error);
+        else if (now >= w.deadline) w.resolve(null);
+      }
     } finally {
       this.busy = false;
       this.schedule(this.intervalMs);

@@ -36,13 +36,14 @@ cp -r "$src" "$gopath/src/github.com/vmware/govmomi"
 chmod -R u+w "$gopath"
 sim=$gopath/src/github.com/vmware/govmomi/simulator
 
-# The three edits upsorch_ext.go relies on; each must match exactly once.
+# The four edits upsorch_ext.go relies on; each must match exactly once.
 edit() { # edit FILE SED_EXPR CHECK_PATTERN
   sed -i "$2" "$1"
   [ "$(grep -c "$3" "$1")" = 1 ] || { echo "vcsim build: patch point '$3' not found once in $1 (govmomi version changed?)" >&2; exit 4; }
 }
 edit "$sim/virtual_machine.go" 's/^func (vm \*VirtualMachine) ShutdownGuest(/func (vm *VirtualMachine) shutdownGuestStock(/' '^func (vm \*VirtualMachine) shutdownGuestStock('
 edit "$sim/property_collector.go" 's/^func (pc \*PropertyCollector) RetrievePropertiesEx(/func (pc *PropertyCollector) retrievePropertiesExStock(/' '^func (pc \*PropertyCollector) retrievePropertiesExStock('
+edit "$sim/host_system.go" 's/^func (h \*HostSystem) EnterMaintenanceModeTask(/func (h *HostSystem) enterMaintenanceModeTaskStock(/' '^func (h \*HostSystem) enterMaintenanceModeTaskStock('
 edit "$sim/simulator.go" 's|^\t// We have a valid call. Introduce a delay if requested|\tif upsorchCallHook != nil {\n\t\tif r := upsorchCallHook(ctx, method); r != nil {\n\t\t\treturn r\n\t\t}\n\t}\n&|' 'upsorchCallHook(ctx, method)'
 
 cp "$here/upsorch_ext.go" "$sim/upsorch_ext.go"

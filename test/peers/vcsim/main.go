@@ -5,8 +5,8 @@
 // Flags: the model (-dc, -cluster, -host, -standalone-host, -vm, -pool, -esx), the service (-l,
 // -username, -password, -tlscert, -tlskey, -api-version, -delay, -trace) and the behaviour a UPS
 // shutdown needs that stock 0.24 lacks (see upsorch_ext.go): -guest-shutdown-delay, -no-tools,
-// -ignore-shutdown, -free-license, plus -rename and -folder to give VMs the names and folders a
-// test wants. Prints "READY <url>" on stdout once it serves; stops on SIGTERM/SIGINT.
+// -tools-scripts, -ignore-shutdown, -free-license, -api-vm, -api-down-for, plus -rename, -folder
+// and -place to give VMs the names, folders and hosts a test wants. Prints "READY <url>" on stdout once it serves; stops on SIGTERM/SIGINT.
 package main
 
 import (
@@ -85,13 +85,18 @@ func main() {
 	var ext simulator.UpsorchOptions
 	flag.DurationVar(&ext.GuestShutdownDelay, "guest-shutdown-delay", time.Second, "time from ShutdownGuest until the guest is powered off")
 	noTools := flag.String("no-tools", "", "comma-separated VM name prefixes whose VMware Tools never run")
+	scripts := flag.String("tools-scripts", "", "comma-separated VM name prefixes whose VMware Tools report guestToolsExecutingScripts")
 	ignore := flag.String("ignore-shutdown", "", "comma-separated VM name prefixes whose guest ignores ShutdownGuest")
+	flag.StringVar(&ext.APIVM, "api-vm", "", "vCenter model: the VM that serves the API; the API stops answering while it is not powered on")
+	flag.DurationVar(&ext.APIDownFor, "api-down-for", 0, "how long the API stays down after its machine went off (0: for good)")
+	place := flag.String("place", "", "move VMs onto hosts of their cluster: vm=host,vm=host")
 	flag.BoolVar(&ext.FreeLicense, "free-license", false, "free vSphere Hypervisor licence: the API is read-only (RestrictedVersion)")
 	rename := flag.String("rename", "", "rename VMs: old=new,old=new")
 	folder := flag.String("folder", "", "move VMs into new folders: prod=vm1+vm2;test=vm3")
 	flag.Parse()
 	ext.NoToolsPrefixes = list(*noTools)
 	ext.IgnoreShutdownPrefixes = list(*ignore)
+	ext.ScriptsPrefixes = list(*scripts)
 
 	if *esx {
 		m := simulator.ESX()
@@ -105,7 +110,7 @@ func main() {
 	if err := model.Create(); err != nil {
 		log.Fatal(err)
 	}
-	if err := simulator.UpsorchArrange(pairs(*rename), folders(*folder)); err != nil {
+	if err := simulator.UpsorchArrange(pairs(*rename), folders(*folder), pairs(*place)); err != nil {
 		log.Fatal(err)
 	}
 	simulator.UpsorchEnable(ext)

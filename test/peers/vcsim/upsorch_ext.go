@@ -1,26 +1,42 @@
 // UPS-orchestrator extensions to the govmomi 0.24 simulator. build.sh copies this file into a
-// private copy of Debian's source as simulator/upsorch_ext.go and makes three small edits there:
+// private copy of Debian's source as simulator/upsorch_ext.go and makes four small edits there:
 //   - VirtualMachine.ShutdownGuest        -> shutdownGuestStock (replaced below)
 //   - PropertyCollector.RetrievePropertiesEx -> retrievePropertiesExStock (replaced below, with paging)
-//   - Service.call consults upsorchCallHook before dispatching (licence restrictions)
+//   - HostSystem.EnterMaintenanceModeTask -> enterMaintenanceModeTaskStock (replaced below)
+//   - Service.call consults upsorchCallHook before dispatching (licence restrictions, API down)
 //
 // What stock 0.24 does and a real vSphere does not, and what this file changes:
 //   - guest.toolsRunningStatus is always guestToolsNotRunning: here Tools run whenever a VM is
-//     powered on, except for VMs whose name starts with a -no-tools prefix.
+//     powered on, except for VMs whose name starts with a -no-tools prefix; VMs named with a
+//     -tools-scripts prefix report guestToolsExecutingScripts (Tools up, running a script).
 //   - ShutdownGuest powers the VM off at once: here it needs running Tools (ToolsUnavailable
 //     otherwise, as on a real host), returns at once and the guest powers off after
-//     -guest-shutdown-delay; guests named with an -ignore-shutdown prefix never do.
+//     -guest-shutdown-delay; guests named with an -ignore-shutdown prefix never do. While the
+//     guest OS shuts down its Tools run the power-off scripts (guestToolsExecutingScripts) for
+//     the first half of the delay and are stopped (guestToolsNotRunning) for the second, as a
+//     real guest's Tools stop before the VM powers off.
+//   - EnterMaintenanceMode_Task succeeds at once: here it waits, as a real host does, while any
+//     VM on the host is powered on (nothing migrates them: a standalone host, or a cluster
+//     whose other hosts are entering maintenance too), and fails with Timedout after its
+//     timeout (seconds; 0 = wait for ever). Powered-off and suspended VMs may stay.
 //   - ShutdownHost_Task / RebootHost_Task are missing (MethodNotFound): here they refuse with
 //     InvalidState unless the host is in maintenance mode or force is set, power off the host's
 //     VMs, and leave the host poweredOff / notResponding (shutdown).
 //   - RetrievePropertiesEx ignores options.maxObjects and ContinueRetrievePropertiesEx is missing:
 //     here results are paged with a token, as vCenter does.
-//   - -free-license: the ESXi free-hypervisor licence (editionKey esxBasic), with which every
-//     state-changing call fails with RestrictedVersion, as on a real free ESXi.
+//   - -free-license: the licence of a free ESXi 6/7/8 (editionKey esx.hypervisor.cpuPackageCoreLimited,
+//     "VMware vSphere 7 Hypervisor"), with which every state-changing call fails with
+//     RestrictedVersion, as on a real free ESXi.
+//   - The API never goes away: here a standalone ESXi (-esx) stops answering (connections are
+//     closed) once the host is shut down, and a vCenter stops answering while the VM named by
+//     -api-vm (its appliance) is not powered on; -api-down-for lets it answer again after that
+//     long, so a test can read the end state.
+//   - -place vm=host moves a VM onto a host of its cluster (stock placement is random).
 package simulator
 
 import (
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -36,8 +52,13 @@ import (
 type UpsorchOptions struct {
 	GuestShutdownDelay     time.Duration
 	NoToolsPrefixes        []string
+	ScriptsPrefixes        []string
 	IgnoreShutdownPrefixes []string
 	FreeLicense            bool
+	// APIVM: the vCenter appliance; the API is down while it is not powered on.
+	APIVM string
+	// APIDownFor: how long the API stays down (0: for good).
+	APIDownFor time.Duration
 }
 
 var upsorch UpsorchOptions
@@ -57,12 +78,45 @@ func hasAnyPrefix(name string, prefixes []string) bool {
 // ---------------------------------------------------------------------------------------------
 // VMware Tools follow the power state.
 
+// upsorchGuestPhase: VMs whose guest OS is shutting down, and the Tools status it shows (by VM id).
+var upsorchGuestPhase = struct {
+	sync.Mutex
+	m map[string]string
+}{m: map[string]string{}}
+
+func upsorchSetPhase(vm *VirtualMachine, status string) {
+	upsorchGuestPhase.Lock()
+	if status == "" {
+		delete(upsorchGuestPhase.m, vm.Self.Value)
+	} else {
+		upsorchGuestPhase.m[vm.Self.Value] = status
+	}
+	upsorchGuestPhase.Unlock()
+	upsorchSyncTools(vm)
+}
+
 func upsorchSyncTools(vm *VirtualMachine) {
 	status := string(types.VirtualMachineToolsRunningStatusGuestToolsNotRunning)
 	tools := types.VirtualMachineToolsStatusToolsNotRunning
 	state := "notRunning"
+	upsorchGuestPhase.Lock()
+	phase, shuttingDown := upsorchGuestPhase.m[vm.Self.Value]
+	if vm.Runtime.PowerState != types.VirtualMachinePowerStatePoweredOn {
+		delete(upsorchGuestPhase.m, vm.Self.Value)
+		shuttingDown = false
+	}
+	upsorchGuestPhase.Unlock()
 	if vm.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOn && !hasAnyPrefix(vm.Name, upsorch.NoToolsPrefixes) {
 		status, tools, state = string(types.VirtualMachineToolsRunningStatusGuestToolsRunning), types.VirtualMachineToolsStatusToolsOk, "running"
+		if hasAnyPrefix(vm.Name, upsorch.ScriptsPrefixes) {
+			status = string(types.VirtualMachineToolsRunningStatusGuestToolsExecutingScripts)
+		}
+		if shuttingDown {
+			status, state = phase, "shuttingDown"
+			if phase == string(types.VirtualMachineToolsRunningStatusGuestToolsNotRunning) {
+				tools = types.VirtualMachineToolsStatusToolsNotRunning
+			}
+		}
 	}
 	if vm.Guest == nil {
 		vm.Guest = &types.GuestInfo{}
@@ -112,7 +166,9 @@ func (vm *VirtualMachine) ShutdownGuest(ctx *Context, req *types.ShutdownGuest) 
 		body.Fault_ = Fault("", &types.InvalidPowerState{RequestedState: types.VirtualMachinePowerStatePoweredOn, ExistingState: vm.Runtime.PowerState})
 		return body
 	}
-	if vm.Guest == nil || vm.Guest.ToolsRunningStatus != string(types.VirtualMachineToolsRunningStatusGuestToolsRunning) {
+	running := vm.Guest != nil && (vm.Guest.ToolsRunningStatus == string(types.VirtualMachineToolsRunningStatusGuestToolsRunning) ||
+		vm.Guest.ToolsRunningStatus == string(types.VirtualMachineToolsRunningStatusGuestToolsExecutingScripts))
+	if !running {
 		body.Fault_ = Fault("Cannot complete operation because VMware Tools is not running in this virtual machine.", &types.ToolsUnavailable{})
 		return body
 	}
@@ -121,6 +177,16 @@ func (vm *VirtualMachine) ShutdownGuest(ctx *Context, req *types.ShutdownGuest) 
 		return body // the guest never reacts, like an OS that ignores the request
 	}
 	ref := vm.Self
+	upsorchSetPhase(vm, string(types.VirtualMachineToolsRunningStatusGuestToolsExecutingScripts))
+	time.AfterFunc(upsorch.GuestShutdownDelay/2, func() {
+		if target, ok := Map.Get(ref).(*VirtualMachine); ok {
+			Map.WithLock(target, func() {
+				if target.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOn {
+					upsorchSetPhase(target, string(types.VirtualMachineToolsRunningStatusGuestToolsNotRunning))
+				}
+			})
+		}
+	})
 	time.AfterFunc(upsorch.GuestShutdownDelay, func() {
 		target, ok := Map.Get(ref).(*VirtualMachine)
 		if !ok {
@@ -177,6 +243,116 @@ func (h *HostSystem) RebootHostTask(req *types.RebootHost_Task) soap.HasFault {
 		return h.upsorchHostPower(true, req.Force)
 	})
 	return &methods.RebootHost_TaskBody{Res: &types.RebootHost_TaskResponse{Returnval: task.Run()}}
+}
+
+// ---------------------------------------------------------------------------------------------
+// Maintenance mode that waits for the host's VMs.
+
+// upsorchPoweredOn: names of the host's VMs that keep it from entering maintenance mode.
+func (h *HostSystem) upsorchPoweredOn() []string {
+	var names []string
+	for _, ref := range h.Vm {
+		if vm, ok := Map.Get(ref).(*VirtualMachine); ok && vm.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOn {
+			names = append(names, vm.Name)
+		}
+	}
+	return names
+}
+
+// upsorchRunAsync runs a task in the background (stock tasks finish inside the call), with the
+// fault message a real server gives.
+func upsorchRunAsync(t *Task, run func() (types.AnyType, types.BaseMethodFault, string)) {
+	Map.Update(t, []types.PropertyChange{
+		{Name: "info.startTime", Val: time.Now()},
+		{Name: "info.state", Val: types.TaskInfoStateRunning},
+	})
+	go func() {
+		res, fault, msg := run()
+		state := types.TaskInfoStateSuccess
+		var info interface{}
+		if fault != nil {
+			state = types.TaskInfoStateError
+			info = types.LocalizedMethodFault{Fault: fault, LocalizedMessage: msg}
+		}
+		Map.Update(t, []types.PropertyChange{
+			{Name: "info.completeTime", Val: time.Now()},
+			{Name: "info.state", Val: state},
+			{Name: "info.result", Val: res},
+			{Name: "info.error", Val: info},
+		})
+	}()
+}
+
+func (h *HostSystem) EnterMaintenanceModeTask(spec *types.EnterMaintenanceMode_Task) soap.HasFault {
+	task := CreateTask(h, "enterMaintenanceMode", nil)
+	var deadline time.Time
+	if spec.Timeout > 0 {
+		deadline = time.Now().Add(time.Duration(spec.Timeout) * time.Second)
+	}
+	upsorchRunAsync(task, func() (types.AnyType, types.BaseMethodFault, string) {
+		for {
+			var blocking []string
+			Map.WithLock(h, func() {
+				blocking = h.upsorchPoweredOn()
+				if len(blocking) == 0 && !h.Runtime.InMaintenanceMode {
+					Map.Update(h, []types.PropertyChange{{Name: "runtime.inMaintenanceMode", Val: true}})
+				}
+			})
+			if len(blocking) == 0 {
+				return nil, nil, ""
+			}
+			if !deadline.IsZero() && time.Now().After(deadline) {
+				return nil, &types.Timedout{}, fmt.Sprintf("Operation timed out. (%d powered-on VMs: %s)", len(blocking), strings.Join(blocking, ", "))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+	return &methods.EnterMaintenanceMode_TaskBody{Res: &types.EnterMaintenanceMode_TaskResponse{Returnval: task.Self}}
+}
+
+// ---------------------------------------------------------------------------------------------
+// The API goes away with the machine that serves it.
+
+var upsorchDown = struct {
+	sync.Mutex
+	since time.Time
+}{}
+
+func upsorchAPIDown() bool {
+	down := false
+	if Map.IsESX() {
+		for _, e := range Map.All("HostSystem") {
+			if h, ok := e.(*HostSystem); ok && h.Runtime.PowerState == types.HostSystemPowerStatePoweredOff {
+				down = true
+			}
+		}
+	} else if upsorch.APIVM != "" {
+		for _, e := range Map.All("VirtualMachine") {
+			if vm, ok := e.(*VirtualMachine); ok && vm.Name == upsorch.APIVM && vm.Runtime.PowerState != types.VirtualMachinePowerStatePoweredOn {
+				down = true
+			}
+		}
+	}
+	upsorchDown.Lock()
+	defer upsorchDown.Unlock()
+	if !down {
+		upsorchDown.since = time.Time{}
+		return false
+	}
+	if upsorchDown.since.IsZero() {
+		upsorchDown.since = time.Now()
+	}
+	return upsorch.APIDownFor <= 0 || time.Since(upsorchDown.since) < upsorch.APIDownFor
+}
+
+// upsorchHangUp closes the client's connection without an answer, as a machine going down does.
+func upsorchHangUp(ctx *Context) soap.HasFault {
+	if hj, ok := ctx.res.(http.Hijacker); ok {
+		if conn, _, err := hj.Hijack(); err == nil {
+			_ = conn.Close()
+		}
+	}
+	return &serverFaultBody{Reason: Fault("the server is down", &types.HostCommunication{})}
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -250,10 +426,10 @@ func (pc *PropertyCollector) CancelRetrievePropertiesEx(ctx *Context, r *types.C
 
 var upsorchFreeLicense = types.LicenseManagerLicenseInfo{
 	LicenseKey: "00000-00000-00000-00000-00001",
-	EditionKey: "esxBasic",
+	EditionKey: "esx.hypervisor.cpuPackageCoreLimited",
 	Name:       "VMware vSphere 7 Hypervisor",
 	Total:      0,
-	CostUnit:   "cpuPackage",
+	CostUnit:   "cpuPackage:32core",
 	Properties: []types.KeyAnyValue{
 		{Key: "ProductName", Value: "VMware ESX Server"},
 		{Key: "ProductVersion", Value: "7.0"},
@@ -276,8 +452,9 @@ func upsorchRestricted(name string) bool {
 // ---------------------------------------------------------------------------------------------
 // Setup.
 
-// UpsorchArrange renames VMs and moves VMs into new folders (under their current folder). Call after Model.Create.
-func UpsorchArrange(renames map[string]string, folders map[string][]string) error {
+// UpsorchArrange renames VMs, moves VMs into new folders (under their current folder) and onto
+// hosts (vm -> host name). Call after Model.Create.
+func UpsorchArrange(renames map[string]string, folders map[string][]string, places map[string]string) error {
 	byName := func(name string) (*VirtualMachine, error) {
 		for _, e := range Map.All("VirtualMachine") {
 			if vm, ok := e.(*VirtualMachine); ok && vm.Name == name {
@@ -320,6 +497,28 @@ func UpsorchArrange(renames map[string]string, folders map[string][]string) erro
 			}
 		}
 	}
+	for name, hostName := range places {
+		vm, err := byName(name)
+		if err != nil {
+			return err
+		}
+		var to *HostSystem
+		for _, e := range Map.All("HostSystem") {
+			if h, ok := e.(*HostSystem); ok && h.Name == hostName {
+				to = h
+			}
+		}
+		if to == nil {
+			return fmt.Errorf("no host named %q", hostName)
+		}
+		if from, ok := Map.Get(*vm.Runtime.Host).(*HostSystem); ok {
+			Map.RemoveReference(from, &from.Vm, vm.Self)
+		}
+		Map.AppendReference(to, &to.Vm, vm.Self)
+		ref := to.Self
+		vm.Summary.Runtime.Host = &ref
+		Map.Update(vm, []types.PropertyChange{{Name: "runtime.host", Val: &ref}})
+	}
 	return nil
 }
 
@@ -336,11 +535,14 @@ func UpsorchEnable(opts UpsorchOptions) {
 		if lm, ok := Map.Get(*Map.content().LicenseManager).(*LicenseManager); ok {
 			lm.Licenses = []types.LicenseManagerLicenseInfo{upsorchFreeLicense}
 		}
-		upsorchCallHook = func(ctx *Context, method *Method) soap.HasFault {
-			if upsorchRestricted(method.Name) {
-				return &serverFaultBody{Reason: Fault("Current license or ESXi version prohibits execution of the requested operation.", &types.RestrictedVersion{})}
-			}
-			return nil
+	}
+	upsorchCallHook = func(ctx *Context, method *Method) soap.HasFault {
+		if upsorchAPIDown() {
+			return upsorchHangUp(ctx)
 		}
+		if opts.FreeLicense && upsorchRestricted(method.Name) {
+			return &serverFaultBody{Reason: Fault("Current license or ESXi version prohibits execution of the requested operation.", &types.RestrictedVersion{})}
+		}
+		return nil
 	}
 }
