@@ -4,6 +4,7 @@
  */
 import { strict as assert } from 'node:assert';
 import { DEFAULT_CONFIG, Decision, DecisionEngine, ThresholdConfig, Warning } from '../lib/decide/engine';
+import { parseThresholdConfig } from '../lib/decide/config';
 import { UpsState, normalise, withComm } from '../lib/ups/state';
 import { SimulatedUps } from '../lib/sim/battery';
 
@@ -69,16 +70,18 @@ function simulate(cfg: ThresholdConfig, names: string[], seconds: number, script
 
 const kinds = (r: Run) => r.decisions.map((d) => `${d.decision}@${d.t}:${d.reason.vector}`);
 
+/** OB/OL every 2 s from t=2 (OB at 2, 3, 6, 7, …) until `until`, then mains. */
+const flapping = (t: number, until = Infinity) => t < until && Math.floor(t / 2) % 2 === 1;
+
 describe('decision engine: false alarms stay out', () => {
   it('flapping power (OB/OL every 2 s for 10 minutes, charge barely moving) → no shutdown', () => {
     const cfg = config({
-      timeOnBattery: { enabled: true, after: 60 },
+      timeOnBattery: { enabled: true, after: 600 }, // 5 of the 10 minutes are on battery
       depletion: { enabled: true, rate: 2, window: 60, grace: 30, hold: 5 },
       charge: { enabled: true, below: 30, hold: 5 },
     });
-    const r = simulate(cfg, ['ups'], 600, (t, u) => {
-      const ob = Math.floor(t / 2) % 2 === 1;
-      u.ups.vars['ups.status'] = ob ? 'OB DISCHRG' : 'OL CHRG';
+    const r = simulate(cfg, ['ups'], 630, (t, u) => {
+      u.ups.vars['ups.status'] = flapping(t, 600) ? 'OB DISCHRG' : 'OL CHRG';
       u.ups.vars['battery.charge'] = (100 - t * 0.005).toFixed(2);
     });
     assert.deepEqual(kinds(r), []);
@@ -101,6 +104,16 @@ describe('decision engine: false alarms stay out', () => {
     });
     assert.deepEqual(kinds(r), []);
     assert.deepEqual(r.warnings.map((w) => w.code), ['lb-on-mains']);
+    assert.equal(r.warnings[0].message, 'UPS ups reports low battery while on mains with normal input voltage (230 V): ignored');
+  });
+
+  it('LB on mains from a UPS that reports no input voltage: the warning says so', () => {
+    const r = simulate(config(), ['ups'], 60, (t, u) => {
+      delete u.ups.vars['input.voltage'];
+      u.ups.vars['ups.status'] = t >= 10 ? 'OL LB' : 'OL';
+    });
+    assert.deepEqual(kinds(r), []);
+    assert.equal(r.warnings[0].message, 'UPS ups reports low battery while on mains with no input voltage reported: ignored');
   });
 
   it('LB with "OL" but no input voltage is treated as a real low battery', () => {
@@ -160,6 +173,61 @@ describe('decision engine: false alarms stay out', () => {
       if (t === 10) u.ups.vars['ups.status'] = 'OB LB CAL';
     });
     assert.deepEqual(kinds(r), []);
+  });
+});
+
+describe('decision engine: flapping power drains the battery', () => {
+  it('flapping with a flat battery (5 %, runtime 60 s, LB) → shutdown on the second OB LB, as upsmon would', () => {
+    const r = simulate(config(), ['ups'], 600, (t, u) => {
+      Object.assign(u.ups.vars, { 'battery.charge': '5', 'battery.runtime': '60', 'ups.status': flapping(t) ? 'OB DISCHRG LB' : 'OL CHRG LB' });
+    });
+    // OB LB at 2 and 3, mains at 4 and 5 (the outage goes on), OB LB at 6: held since 2 ≥ 3 s
+    assert.deepEqual(kinds(r), ['shutdown@6:obLb']);
+  });
+
+  it('flapping while the charge falls to LB → shutdown soon after LB', () => {
+    let charge = 40;
+    let lbAt: number | null = null;
+    const r = simulate(config(), ['ups'], 1200, (t, u) => {
+      const ob = flapping(t);
+      charge += ob ? -0.2 : 0.02; // drains on battery, barely recharges in the short mains returns
+      const lb = charge <= 20;
+      if (lb && ob) lbAt ??= t;
+      Object.assign(u.ups.vars, {
+        'battery.charge': charge.toFixed(1), 'battery.runtime': String(Math.round(charge * 60)),
+        'ups.status': (ob ? 'OB DISCHRG' : 'OL CHRG') + (lb ? ' LB' : ''),
+      });
+    });
+    assert.ok(lbAt !== null);
+    assert.equal(r.decisions.length, 1, kinds(r).join());
+    assert.equal(r.decisions[0].reason.vector, 'obLb');
+    assert.ok(r.decisions[0].t >= lbAt! + 3 && r.decisions[0].t <= lbAt! + 8, `LB at ${lbAt}, shutdown at ${r.decisions[0].t}`);
+  });
+
+  it('flapping with a low runtime reading: the runtime hold time runs on through the short returns of mains', () => {
+    const r = simulate(config({ obLb: { enabled: false, hold: 3 } }), ['ups'], 120, (t, u) => {
+      Object.assign(u.ups.vars, { 'battery.runtime': '60', 'ups.status': flapping(t) ? 'OB DISCHRG' : 'OL CHRG' });
+    });
+    // runtime ≤ 300 s since 2 (on battery at 2, 3, 6, 7, 10, 11), hold 10 s: complete at 12
+    assert.deepEqual(kinds(r), ['shutdown@12:runtime']);
+  });
+
+  it('time on battery counts the time actually on battery: flapping pauses it, does not restart it', () => {
+    const r = simulate(config({ timeOnBattery: { enabled: true, after: 120 } }), ['ups'], 600, (t, u) => {
+      u.ups.vars['ups.status'] = flapping(t) ? 'OB DISCHRG' : 'OL CHRG';
+    });
+    // 2 s on battery in every 4 s from t=2: the 60th stretch starts at 238 and completes 120 s at 240
+    assert.deepEqual(kinds(r), ['shutdown@240:timeOnBattery']);
+    assert.deepEqual(r.decisions[0].reason.values, { secondsOnBattery: 120, after: 120 });
+  });
+
+  it('mains that holds for cancelAfter ends the outage: OB LB blips 15 s apart never add up', () => {
+    const blips = (gap: number) => (t: number, u: Record<string, UpsSim>) => {
+      u.ups.vars['ups.status'] = t % gap < 2 && t > 0 ? 'OB DISCHRG LB' : 'OL CHRG';
+    };
+    assert.deepEqual(kinds(simulate(config({ cancelAfter: 10 }), ['ups'], 300, blips(15))), []);
+    // the same 2 s blips 6 s apart: mains never holds for 10 s, it is one outage
+    assert.deepEqual(kinds(simulate(config({ cancelAfter: 10 }), ['ups'], 300, blips(6))), ['shutdown@6:obLb']);
   });
 });
 
@@ -278,6 +346,40 @@ describe('decision engine: several UPSes', () => {
     assert.deepEqual(kinds(simulate(config({ policy: 'any' }), ['a', 'b'], 80, script)), ['shutdown@13:obLb']);
   });
 
+  it('a state from an unlisted UPS name is warned about; a listed UPS that never reports is not healthy', () => {
+    // The server's PSUs are on UPS a and UPS b (minimum 1), but b's states arrive named "B".
+    const cfg = config({ policy: 'min', minSupplies: 1, supplies: { a: 1, b: 1 } });
+    const r = simulate(cfg, ['a', 'B'], 80, (t, u) => {
+      if (t === 10) critical(u.a);
+      if (t === 40) critical(u.B);
+    });
+    assert.deepEqual(r.warnings.map((w) => `${w.code}:${w.ups}`), ['unknown-ups:B', 'supply-silent:b']);
+    assert.equal(r.warnings[0].message, 'UPS B is not listed under UPSes (a, b): it counts with power value 1; check the UPS name');
+    assert.equal(r.warnings[1].message, 'UPS b is listed under UPSes but has sent no state for 15 s: it counts as not healthy');
+    // a critical: B still healthy (1 ≥ 1). Both critical: b, which never reported, does not hold it back.
+    assert.deepEqual(kinds(r), ['shutdown@43:obLb']);
+    assert.deepEqual(r.decisions[0].notAnswering, ['b']);
+  });
+
+  it('policy all: a UPS that stopped answering while on mains does not block the shutdown for ever', () => {
+    const r = simulate(config({ policy: 'all', commLost: { enabled: true, after: 15 } }), ['a', 'b'], 80, (t, u) => {
+      if (t === 25) u.b.comm = 'lost';
+      if (t === 30) critical(u.a);
+    });
+    // a critical at 33; b counts as not healthy once it has not answered for 15 s (at 40)
+    assert.deepEqual(kinds(r), ['shutdown@40:obLb']);
+    assert.deepEqual(r.decisions[0].notAnswering, ['b']);
+  });
+
+  it('a UPS that stopped answering never fires on its own, whatever the policy', () => {
+    for (const policy of ['any', 'all', 'min'] as const) {
+      const r = simulate(config({ policy, minSupplies: 2, supplies: { a: 1, b: 1 } }), ['a', 'b'], 120, (t, u) => {
+        if (t >= 10) u.b.comm = 'lost';
+      });
+      assert.deepEqual(kinds(r), [], policy);
+    }
+  });
+
   it('a power value of 2 counts as two supplies', () => {
     const cfg = config({ policy: 'min', minSupplies: 2, supplies: { big: 2, small: 1 } });
     const r = simulate(cfg, ['big', 'small'], 60, (t, u) => {
@@ -318,12 +420,48 @@ describe('decision engine: cancel and restore', () => {
     assert.deepEqual(kinds(r), ['shutdown@13:obLb', 'restore@192:mains']);
   });
 
+  it('restore with an implausible charge (255 %): decided on stable mains alone, with a warning', () => {
+    const r = simulate(config({ noReturnAfter: 0, restoreAfter: 60, restoreCharge: 50 }), ['ups'], 300, (t, u) => {
+      outage(10, 100)(t, u);
+      if (t >= 100) u.ups.vars['battery.charge'] = '255';
+    });
+    assert.deepEqual(kinds(r), ['shutdown@13:obLb', 'restore@160:mains']);
+    assert.equal(r.decisions[1].reason.message, 'mains back for 60 s (no trusted charge reading): restore');
+    const w = r.warnings.find((x) => x.code === 'restore-without-charge');
+    assert.equal(w?.message, 'UPS ups reports an implausible charge (255 %): restore decided on stable mains alone, without waiting for 50 %');
+  });
+
+  it('reset while on battery: every vector, time on battery included, starts timing again', () => {
+    const r = simulate(config({ timeOnBattery: { enabled: true, after: 60 }, noReturnAfter: 0 }), ['ups'], 200, (t, u, e) => {
+      if (t === 10) u.ups.vars['ups.status'] = 'OB DISCHRG';
+      if (t === 80) e.reset(t * 1000);
+    });
+    assert.deepEqual(kinds(r), ['shutdown@70:timeOnBattery', 'shutdown@140:timeOnBattery']);
+  });
+
   it('the plan can close the cancel window itself (commit)', () => {
     const r = simulate(config({ noReturnAfter: 300, restoreCharge: 10 }), ['ups'], 200, (t, u, e) => {
       outage(10, 40)(t, u);
       if (t === 20) e.commit(t * 1000);
     });
     assert.deepEqual(kinds(r), ['shutdown@13:obLb', 'restore@100:mains']);
+  });
+});
+
+describe('runtime threshold configuration', () => {
+  const base = { policy: 'min', supplies: [{ ups: 'a', power: 1 }, { ups: 'b', power: 1 }] };
+
+  it('a minimum power of 0 is refused: nothing would ever shut down', () => {
+    assert.throws(() => parseThresholdConfig({ ...base, minSupplies: 0 }), /^Error: invalid runtime threshold configuration: minSupplies: minimum power must be more than 0/);
+  });
+
+  it('a minimum above the sum of the power values is refused', () => {
+    assert.throws(() => parseThresholdConfig({ ...base, minSupplies: 3 }), /minSupplies: minimum power 3 is more than the UPSes' power values add up to \(2\)/);
+    assert.equal(parseThresholdConfig({ ...base, minSupplies: 2 }).minSupplies, 2);
+  });
+
+  it('the minimum is checked only for the policy that uses it', () => {
+    assert.equal(parseThresholdConfig({ ...base, policy: 'any', minSupplies: 0 }).policy, 'any');
   });
 });
 

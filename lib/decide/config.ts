@@ -52,6 +52,14 @@ export const ThresholdNodeConfigSchema = z.object({
   restoreCharge: num(0, 100, D.restoreCharge, 'restore charge (%)'),
   cancelAfter: num(0, DAY, D.cancelAfter, 'cancel after stable mains (s)'),
   noReturnAfter: num(0, DAY, D.noReturnAfter, 'point of no return (s)'),
+}).superRefine((c, ctx) => {
+  if (c.policy !== 'min') return;
+  // 0 would never shut down; above the sum, the first critical UPS always would (policy any in disguise)
+  if (c.minSupplies <= 0) ctx.addIssue({ code: 'custom', path: ['minSupplies'], message: 'minimum power must be more than 0 (0 would never shut down)' });
+  const sum = c.supplies.reduce((a, s) => a + s.power, 0);
+  if (c.supplies.length && c.minSupplies > sum) {
+    ctx.addIssue({ code: 'custom', path: ['minSupplies'], message: `minimum power ${c.minSupplies} is more than the UPSes' power values add up to (${sum}): lower it, or raise their power values` });
+  }
 });
 
 export type ThresholdNodeConfig = z.infer<typeof ThresholdNodeConfigSchema>;

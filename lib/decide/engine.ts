@@ -13,6 +13,13 @@
  * Phases: idle (mains) → armed (some UPS on battery or a vector pending) → shutdown (decided) →
  * committed (past the point of no return) → restore (mains back for S seconds and charged) → idle.
  * From shutdown, mains back (stable for `cancelAfter`) before the point of no return → cancel.
+ *
+ * Mains counts as back only once it has held for `cancelAfter` seconds. A shorter return (flapping
+ * power) does not end the outage: hold times keep their start (they complete only on a battery
+ * reading), time on battery pauses instead of starting over, and the depletion samples stay. Else a
+ * battery drained by flapping power would never be acted on, while NUT's upsmon acts on the first OB LB.
+ *
+ * `now` must come from a monotonic clock: the engine measures durations with it.
  */
 import { UpsState } from '../ups/state';
 
@@ -45,7 +52,10 @@ export interface ThresholdConfig {
   restoreAfter: number;
   /** … and every UPS charged to at least this (%). */
   restoreCharge: number;
-  /** Cancel: mains back on every UPS for this many seconds before the point of no return. */
+  /**
+   * Cancel: mains back on every UPS for this many seconds before the point of no return. Also how
+   * long mains must hold before an outage is over (shorter returns continue it).
+   */
   cancelAfter: number;
   /** Seconds after the shutdown decision at which it can no longer be cancelled (0 = at once). */
   noReturnAfter: number;
@@ -65,7 +75,7 @@ export const DEFAULT_CONFIG: ThresholdConfig = {
   supplies: {},
   restoreAfter: 60,
   restoreCharge: 50,
-  cancelAfter: 5,
+  cancelAfter: 10,
   noReturnAfter: 30,
 };
 
@@ -82,17 +92,20 @@ export type DecisionKind = 'shutdown' | 'cancel' | 'restore';
 
 export interface Decision {
   decision: DecisionKind;
+  /** Engine clock (monotonic ms); the node replaces it by the wall clock for display. */
   ts: number;
   /** The reason that completed the decision. */
   reason: Reason;
   /** Every reason in force (all critical UPSes for shutdown). */
   reasons: Reason[];
   policy: Policy;
+  /** UPSes counted as not healthy because they have not answered (policies all and min). */
+  notAnswering: string[];
 }
 
 export interface Warning {
   ups: string;
-  code: 'untrusted-runtime' | 'untrusted-charge' | 'runtime-jump' | 'comm-on-mains' | 'lb-on-mains' | 'unknown-ups';
+  code: 'untrusted-runtime' | 'untrusted-charge' | 'runtime-jump' | 'comm-on-mains' | 'lb-on-mains' | 'unknown-ups' | 'supply-silent' | 'restore-without-charge';
   message: string;
   ts: number;
 }
@@ -110,6 +123,8 @@ interface VectorTrack {
   since: number | null;
   /** The reason it would give, from the latest evaluation. */
   reason: Reason | null;
+  /** The condition holds on the latest reading (false while paused by a short return of mains). */
+  live: boolean;
 }
 
 interface UpsTrack {
@@ -120,14 +135,21 @@ interface UpsTrack {
   /** Lowest trusted runtime seen during this outage, and the load then. */
   minRuntime: { runtime: number; load: number | null } | null;
   runtimeJump: boolean;
+  /** Start of this outage (null: no outage). */
   onBatterySince: number | null;
+  /** Start of the current stretch on battery within the outage (null while mains is back). */
+  stretchSince: number | null;
+  /** Time on battery (ms) of the earlier stretches of this outage. */
+  onBatteryMs: number;
+  /** Mains back since, while the outage is not yet over (mains has not held for cancelAfter). */
+  mainsSince: number | null;
   commBadSince: number | null;
   warned: Set<string>;
 }
 
 function emptyVectors(): Record<VectorName, VectorTrack> {
   const v = {} as Record<VectorName, VectorTrack>;
-  for (const n of VECTORS) v[n] = { since: null, reason: null };
+  for (const n of VECTORS) v[n] = { since: null, reason: null, live: false };
   return v;
 }
 
@@ -141,10 +163,18 @@ export class DecisionEngine {
   private lastShutdown: Decision | null = null;
   private planDuration: number;
   private now = 0;
+  /** When the engine started watching: listed UPSes that never report count from here. */
+  private startedAt: number | null;
 
-  constructor(readonly config: ThresholdConfig) {
+  constructor(readonly config: ThresholdConfig, now?: number) {
     this.planDuration = config.budget.planDuration;
+    this.startedAt = now ?? null;
     for (const name of Object.keys(config.supplies)) this.track(name);
+  }
+
+  private clock(now: number): void {
+    this.now = Math.max(this.now, now);
+    this.startedAt ??= now;
   }
 
   get phase(): Phase {
@@ -163,7 +193,7 @@ export class DecisionEngine {
   private track(name: string): UpsTrack {
     let t = this.ups.get(name);
     if (!t) {
-      t = { state: null, vectors: emptyVectors(), samples: [], minRuntime: null, runtimeJump: false, onBatterySince: null, commBadSince: null, warned: new Set() };
+      t = { state: null, vectors: emptyVectors(), samples: [], minRuntime: null, runtimeJump: false, onBatterySince: null, stretchSince: null, onBatteryMs: 0, mainsSince: null, commBadSince: null, warned: new Set() };
       this.ups.set(name, t);
     }
     return t;
@@ -171,10 +201,16 @@ export class DecisionEngine {
 
   /** A new state of one UPS. */
   update(state: UpsState, now: number): EngineOutput {
-    this.now = Math.max(this.now, now);
-    const t = this.track(state.ups);
+    this.clock(now);
+    const listed = Object.keys(this.config.supplies);
     const warnings: Warning[] = [];
+    if (listed.length && !(state.ups in this.config.supplies) && !this.ups.get(state.ups)?.warned.has('unknown-ups')) {
+      warnings.push({ ups: state.ups, code: 'unknown-ups', ts: now, message: `UPS ${state.ups} is not listed under UPSes (${listed.join(', ')}): it counts with power value 1; check the UPS name` });
+    }
+    const t = this.track(state.ups);
+    if (warnings.length) t.warned.add('unknown-ups');
     t.state = state;
+    t.warned.delete('supply-silent');
 
     // outage bookkeeping (only from fresh readings)
     if (state.comm === 'ok') {
@@ -182,16 +218,18 @@ export class DecisionEngine {
       t.warned.delete('comm-on-mains');
       if (state.onBattery) {
         if (t.onBatterySince === null) {
+          this.endOutage(t);
           t.onBatterySince = now - state.secondsOnBattery * 1000;
-          t.samples = [];
-          t.minRuntime = null;
-          t.runtimeJump = false;
+          t.stretchSince = t.onBatterySince;
+        } else if (t.stretchSince === null) {
+          t.stretchSince = now; // back on battery after a short return of mains: the same outage
         }
-      } else {
-        t.onBatterySince = null;
-        t.samples = [];
-        t.minRuntime = null;
-        t.runtimeJump = false;
+        t.mainsSince = null;
+      } else if (t.onBatterySince !== null) {
+        // Mains is back, but the outage is over only once mains has held (see evaluate).
+        if (t.stretchSince !== null) t.onBatteryMs += now - t.stretchSince;
+        t.stretchSince = null;
+        t.mainsSince ??= now;
       }
       this.trackReadings(t, state, now, warnings);
     } else {
@@ -203,7 +241,8 @@ export class DecisionEngine {
     }
     if (state.lowBattery && !state.onBattery && state.comm === 'ok' && !this.mainsAbnormal(state) && !t.warned.has('lb-on-mains')) {
       t.warned.add('lb-on-mains');
-      warnings.push({ ups: state.ups, code: 'lb-on-mains', ts: now, message: `UPS ${state.ups} reports low battery while on mains with normal input voltage: ignored` });
+      const input = state.inputVoltage === null ? 'no input voltage reported' : `normal input voltage (${state.inputVoltage} V)`;
+      warnings.push({ ups: state.ups, code: 'lb-on-mains', ts: now, message: `UPS ${state.ups} reports low battery while on mains with ${input}: ignored` });
     } else if (!state.lowBattery) t.warned.delete('lb-on-mains');
     const out = this.evaluate(now);
     out.warnings.unshift(...warnings);
@@ -212,22 +251,64 @@ export class DecisionEngine {
 
   /** Time passes: hold times complete, the failsafe and restore timers run. */
   tick(now: number): EngineOutput {
-    this.now = Math.max(this.now, now);
+    this.clock(now);
     return this.evaluate(now);
   }
 
   /** Tell the engine the plan passed its point of no return (cancel is no longer possible). */
   commit(now: number): EngineOutput {
+    this.clock(now);
     if (this.phaseValue === 'shutdown') this.phaseValue = 'committed';
     return this.evaluate(now);
   }
 
-  /** Forget the current decision (e.g. the operator cancelled the plan by hand). */
-  reset(): void {
+  /**
+   * Forget the current decision (e.g. the operator cancelled the plan by hand). Every vector starts
+   * timing again from `now`, time on battery and the depletion samples too: else a UPS still on
+   * battery would fire again at once.
+   */
+  reset(now: number = this.now): void {
+    this.clock(now);
     this.phaseValue = 'idle';
     this.shutdownAt = null;
     this.calmSince = null;
-    for (const t of this.ups.values()) for (const v of VECTORS) t.vectors[v] = { since: null, reason: null };
+    for (const t of this.ups.values()) {
+      const onBattery = t.onBatterySince !== null && !!t.state?.onBattery;
+      t.vectors = emptyVectors();
+      this.endOutage(t);
+      if (onBattery) {
+        t.onBatterySince = now;
+        t.stretchSince = now;
+      }
+      if (t.commBadSince !== null) t.commBadSince = now;
+    }
+  }
+
+  /** The outage on this UPS is over (or a new one starts): forget its bookkeeping. */
+  private endOutage(t: UpsTrack): void {
+    t.onBatterySince = null;
+    t.stretchSince = null;
+    t.onBatteryMs = 0;
+    t.mainsSince = null;
+    t.samples = [];
+    t.minRuntime = null;
+    t.runtimeJump = false;
+  }
+
+  /** Seconds actually on battery during this outage (short returns of mains pause the count). */
+  private secondsOnBattery(t: UpsTrack, now: number): number {
+    return (t.onBatteryMs + (t.stretchSince === null ? 0 : now - t.stretchSince)) / 1000;
+  }
+
+  /** Has this UPS not answered (or never reported) for commLost.after? Then it is not healthy. */
+  private silent(t: UpsTrack, now: number): boolean {
+    const since = this.silentSince(t);
+    return since !== null && now >= since + this.config.commLost.after * 1000;
+  }
+
+  private silentSince(t: UpsTrack): number | null {
+    if (!t.state) return this.startedAt;
+    return t.state.comm !== 'ok' ? t.commBadSince : null;
   }
 
   /** On battery, or claims mains while its input voltage says otherwise. */
@@ -302,8 +383,8 @@ export class DecisionEngine {
         if (!onBattery || !fresh || !chargeOk || s.charge! > c.charge.below) return null;
         return { vector: name, ups, values: { charge: s.charge, below: c.charge.below }, message: `UPS ${ups} charge ${s.charge}% ≤ ${c.charge.below}%` };
       case 'timeOnBattery': {
-        if (t.onBatterySince === null || !onBattery) return null;
-        const secs = (now - t.onBatterySince) / 1000;
+        if (t.onBatterySince === null || t.stretchSince === null || !onBattery) return null;
+        const secs = this.secondsOnBattery(t, now);
         if (secs < c.timeOnBattery.after) return null;
         return { vector: name, ups, values: { secondsOnBattery: Math.round(secs), after: c.timeOnBattery.after }, message: `UPS ${ups} on battery for ${fmtMin(secs)} ≥ ${fmtMin(c.timeOnBattery.after)}` };
       }
@@ -360,6 +441,10 @@ export class DecisionEngine {
       const v = t.vectors[name];
       const reason = this.enabled(name) ? this.condition(name, t, now) : null;
       if (!reason) {
+        v.live = false;
+        // A short return of mains pauses a pending vector: it keeps its start but cannot complete
+        // until the UPS is on battery again (a blip alone never fires). FSD does not depend on mains.
+        if (t.mainsSince !== null && v.since !== null && name !== 'fsd') continue;
         v.since = null;
         v.reason = null;
         // time-driven vectors become true by time alone: wake then
@@ -368,6 +453,7 @@ export class DecisionEngine {
       }
       v.since ??= now;
       v.reason = reason;
+      v.live = true;
       const due = v.since + this.holdOf(name) * 1000;
       if (now >= due) out.push(reason);
       else wake(due);
@@ -378,7 +464,7 @@ export class DecisionEngine {
   private timeDriven(name: VectorName, t: UpsTrack, wake: (at: number) => void): void {
     const s = t.state;
     if (!s || !this.enabled(name)) return;
-    if (name === 'timeOnBattery' && t.onBatterySince !== null && s.onBattery) wake(t.onBatterySince + this.config.timeOnBattery.after * 1000);
+    if (name === 'timeOnBattery' && t.stretchSince !== null && s.onBattery) wake(t.stretchSince + this.config.timeOnBattery.after * 1000 - t.onBatteryMs);
     if (name === 'commLost' && t.commBadSince !== null && s.onBattery) wake(t.commBadSince + this.config.commLost.after * 1000);
     if (name === 'depletion' && t.onBatterySince !== null && s.onBattery) wake(t.onBatterySince + this.config.depletion.grace * 1000);
   }
@@ -389,6 +475,15 @@ export class DecisionEngine {
       if (at > now && (wakeAt === null || at < wakeAt)) wakeAt = at;
     };
     const decisions: Decision[] = [];
+    const warnings: Warning[] = [];
+    const mainsHold = this.config.cancelAfter * 1000;
+    for (const t of this.ups.values()) {
+      // mains has held long enough: this outage is over
+      if (t.mainsSince !== null && t.state?.comm === 'ok') {
+        if (now >= t.mainsSince + mainsHold) this.endOutage(t); // paused vectors then reset below
+        else wake(t.mainsSince + mainsHold);
+      }
+    }
     const criticalReasons: Reason[] = [];
     const criticalUps = new Set<string>();
     for (const [name, t] of this.ups) {
@@ -398,13 +493,16 @@ export class DecisionEngine {
         criticalReasons.push(...r);
       }
     }
-    const fire = this.policyFires(criticalUps);
+    const notAnswering = this.notAnswering(criticalUps, now, wake, warnings);
+    const fire = this.policyFires(criticalUps, new Set(notAnswering));
     const reporting = [...this.ups.values()].filter((t) => t.state);
     const anyOnBattery = reporting.some((t) => this.effectiveOnBattery(t.state!) || t.state!.comm !== 'ok');
-    // Calm: every UPS answers and is on mains, and no vector is even pending. Cancel and restore
-    // count their stable time from the moment it became calm (mains back, or FSD cleared).
-    const pendingAny = reporting.some((t) => VECTORS.some((v) => t.vectors[v].since !== null));
-    const calm = reporting.length > 0 && !anyOnBattery && !pendingAny;
+    // Calm: every UPS answers and is on mains, and no vector holds. Cancel and restore count their
+    // stable time from the moment it became calm (mains back, or FSD cleared). Vectors paused by the
+    // return of mains do not hold it back; they end with the outage, after cancelAfter at the latest.
+    const liveAny = reporting.some((t) => VECTORS.some((v) => t.vectors[v].live));
+    const pendingAny = reporting.some((t) => t.onBatterySince !== null || VECTORS.some((v) => t.vectors[v].since !== null));
+    const calm = reporting.length > 0 && !anyOnBattery && !liveAny;
     if (!calm) this.calmSince = null;
     else this.calmSince ??= now;
     const calmSince = this.calmSince;
@@ -414,7 +512,7 @@ export class DecisionEngine {
       case 'armed':
         if (fire) {
           const reason = this.completing(criticalReasons);
-          const d: Decision = { decision: 'shutdown', ts: now, reason, reasons: criticalReasons, policy: this.config.policy };
+          const d: Decision = { decision: 'shutdown', ts: now, reason, reasons: criticalReasons, policy: this.config.policy, notAnswering };
           decisions.push(d);
           this.lastShutdown = d;
           this.shutdownAt = now;
@@ -434,40 +532,72 @@ export class DecisionEngine {
         if (calmSince !== null) {
           const due = calmSince + this.config.cancelAfter * 1000;
           if (now >= due) {
-            decisions.push({ decision: 'cancel', ts: now, reason: this.mainsReason('cancel', calmSince, now), reasons: [], policy: this.config.policy });
-            this.reset();
+            decisions.push({ decision: 'cancel', ts: now, reason: this.mainsReason('cancel', calmSince, now), reasons: [], policy: this.config.policy, notAnswering: [] });
+            this.reset(now);
           } else wake(due);
         }
         break;
       }
       case 'committed': {
         if (calmSince === null) break;
-        // A UPS that reports no charge cannot hold restore back for ever: mains stability decides there.
-        const charged = [...this.ups.values()].every((t) => !t.state || this.config.restoreCharge <= 0 || t.state.charge === null
-          || (!t.state.untrusted.includes('charge') && t.state.charge >= this.config.restoreCharge));
-        const due = calmSince + this.config.restoreAfter * 1000;
+        // A UPS that reports no trusted charge (none, or e.g. 255 %) cannot hold restore back for
+        // ever: mains stability decides there, with a warning.
+        const uncharged = [...this.ups.values()].filter((t) => t.state && !trustedCharge(t.state));
+        const charged = [...this.ups.values()].every((t) => !t.state || this.config.restoreCharge <= 0 || !trustedCharge(t.state)
+          || t.state.charge! >= this.config.restoreCharge);
+        const due = calmSince + Math.max(this.config.restoreAfter, this.config.cancelAfter) * 1000;
         if (now < due) wake(due);
         else if (charged) {
-          decisions.push({ decision: 'restore', ts: now, reason: this.mainsReason('restore', calmSince, now), reasons: [], policy: this.config.policy });
-          this.reset();
+          if (this.config.restoreCharge > 0) {
+            for (const t of uncharged) {
+              const s = t.state!;
+              warnings.push({ ups: s.ups, code: 'restore-without-charge', ts: now, message: `UPS ${s.ups} reports ${s.charge === null ? 'no charge' : `an implausible charge (${s.charge} %)`}: restore decided on stable mains alone, without waiting for ${this.config.restoreCharge} %` });
+            }
+          }
+          decisions.push({ decision: 'restore', ts: now, reason: this.mainsReason('restore', calmSince, now), reasons: [], policy: this.config.policy, notAnswering: [] });
+          this.reset(now);
         }
         // not charged yet: the next state (charge rising) re-evaluates
         break;
       }
     }
-    return { decisions, warnings: [], wakeAt };
+    return { decisions, warnings, wakeAt };
   }
 
-  private policyFires(critical: Set<string>): boolean {
+  /**
+   * UPSes that do not count as healthy because they have not answered for commLost.after (or, when
+   * listed under supplies, never reported). Only the policies all and min use this, and only
+   * alongside a critical UPS: silence alone never fires (under any it is the commLost vector's job).
+   */
+  private notAnswering(critical: Set<string>, now: number, wake: (at: number) => void, warnings: Warning[]): string[] {
+    const out: string[] = [];
+    const after = this.config.commLost.after * 1000;
+    for (const [name, t] of this.ups) {
+      const since = this.silentSince(t);
+      if (since === null) continue;
+      if (now < since + after) {
+        wake(since + after);
+        continue;
+      }
+      if (!t.state && !t.warned.has('supply-silent')) {
+        t.warned.add('supply-silent');
+        warnings.push({ ups: name, code: 'supply-silent', ts: now, message: `UPS ${name} is listed under UPSes but has sent no state for ${fmtMin(this.config.commLost.after)}: it counts as not healthy` });
+      }
+      if (this.config.policy !== 'any' && !critical.has(name)) out.push(name);
+    }
+    return out;
+  }
+
+  private policyFires(critical: Set<string>, notAnswering: Set<string>): boolean {
     const names = [...this.ups.keys()];
     if (critical.size === 0 || names.length === 0) return false;
     switch (this.config.policy) {
       case 'any':
         return true;
       case 'all':
-        return names.every((n) => critical.has(n));
+        return names.every((n) => critical.has(n) || notAnswering.has(n));
       case 'min': {
-        const healthy = names.filter((n) => !critical.has(n)).reduce((sum, n) => sum + (this.config.supplies[n] ?? 1), 0);
+        const healthy = names.filter((n) => !critical.has(n) && !notAnswering.has(n)).reduce((sum, n) => sum + (this.config.supplies[n] ?? 1), 0);
         return healthy < this.config.minSupplies;
       }
     }
@@ -490,7 +620,7 @@ export class DecisionEngine {
 
   private mainsReason(kind: 'cancel' | 'restore', since: number, now: number): Reason {
     const states = [...this.ups.values()].map((t) => t.state).filter((s): s is UpsState => !!s);
-    const minCharge = states.reduce<number | null>((m, s) => (s.charge === null ? m : m === null ? s.charge : Math.min(m, s.charge)), null);
+    const minCharge = states.filter(trustedCharge).reduce<number | null>((m, s) => (m === null ? s.charge : Math.min(m, s.charge!)), null);
     const secs = Math.round((now - since) / 1000);
     return {
       vector: 'mains',
@@ -498,7 +628,9 @@ export class DecisionEngine {
       values: { mainsForSeconds: secs, charge: minCharge },
       message: kind === 'cancel'
         ? `mains back for ${secs} s before the point of no return: shutdown cancelled`
-        : `mains back for ${secs} s and charge ${minCharge ?? '?'}% ≥ ${this.config.restoreCharge}%: restore`,
+        : minCharge === null
+          ? `mains back for ${secs} s (no trusted charge reading): restore`
+          : `mains back for ${secs} s and charge ${minCharge}% ≥ ${this.config.restoreCharge}%: restore`,
     };
   }
 
@@ -520,7 +652,7 @@ export class DecisionEngine {
       if (c.charge.enabled && s.charge !== null && !s.untrusted.includes('charge')) consider(s.charge / Math.max(1, c.charge.below), `charge ${Math.round(s.charge)}% > ${c.charge.below}%`);
       if (c.budget.enabled && runtimeOk) consider((s.runtime! - this.planDuration) / Math.max(1, c.budget.margin), `budget ${short(s.runtime! - this.planDuration)} > ${short(c.budget.margin)}`);
       if (c.timeOnBattery.enabled && t.onBatterySince !== null) {
-        const secs = (now - t.onBatterySince) / 1000;
+        const secs = this.secondsOnBattery(t, now);
         consider(c.timeOnBattery.after / Math.max(1, secs), `on battery ${short(secs)} < ${short(c.timeOnBattery.after)}`);
       }
       if (c.depletion.enabled) {
@@ -532,7 +664,12 @@ export class DecisionEngine {
         consider(c.commLost.after / Math.max(1, secs), `no answer ${short(secs)} < ${short(c.commLost.after)}`);
       }
     }
-    return best ? (best as { text: string }).text : null;
+    if (best) return (best as { text: string }).text;
+    // mains is back but has not held long enough to end the outage
+    for (const t of this.ups.values()) {
+      if (t.mainsSince !== null) return `mains back ${short((now - t.mainsSince) / 1000)} < ${short(c.cancelAfter)}`;
+    }
+    return null;
   }
 
   /** Latest state per UPS, for output messages. */
@@ -541,6 +678,10 @@ export class DecisionEngine {
     for (const [n, t] of this.ups) out[n] = t.state;
     return out;
   }
+}
+
+function trustedCharge(s: UpsState): boolean {
+  return s.charge !== null && !s.untrusted.includes('charge');
 }
 
 function short(seconds: number): string {
