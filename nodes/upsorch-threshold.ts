@@ -10,6 +10,12 @@ import { UpsState } from '../lib/ups/state';
 
 const OUTPUT: Record<Decision['decision'], number> = { shutdown: 0, cancel: 1, restore: 2 };
 
+/**
+ * The engine's clock: monotonic, so that an NTP step of the wall clock neither fires a hold time
+ * early nor delays one. Wall-clock time appears only in output messages, for display.
+ */
+const monotonic = (): number => performance.timeOrigin + performance.now();
+
 export = function register(RED: NodeAPI): void {
   function ThresholdNode(this: Node, raw: Record<string, unknown>): void {
     RED.nodes.createNode(this, raw);
@@ -22,7 +28,8 @@ export = function register(RED: NodeAPI): void {
 
     const showStatus = () => {
       if (!engine) return;
-      const now = Date.now();
+      if (!Object.values(engine.states()).some(Boolean)) return; // still "waiting for UPS states…"
+      const now = monotonic();
       switch (engine.phase) {
         case 'idle':
           node.status(lastDecision?.decision === 'restore'
@@ -45,7 +52,7 @@ export = function register(RED: NodeAPI): void {
       for (const w of out.warnings) node.warn(w.message);
       for (const d of out.decisions) {
         lastDecision = d;
-        const msg: NodeMessage = { topic: d.decision, payload: { ...d, states: engine.states() } };
+        const msg: NodeMessage = { topic: d.decision, payload: { ...d, ts: Date.now(), states: engine.states() } };
         const outputs: Array<NodeMessage | null> = [null, null, null];
         outputs[OUTPUT[d.decision]] = msg;
         node.send(outputs);
@@ -56,14 +63,14 @@ export = function register(RED: NodeAPI): void {
         const e = engine;
         timer = setTimeout(() => {
           timer = undefined;
-          apply(e.tick(Date.now()));
-        }, Math.max(0, out.wakeAt - Date.now()));
+          apply(e.tick(monotonic()));
+        }, Math.max(0, out.wakeAt - monotonic()));
       }
       showStatus();
     };
 
     const feed = (state: UpsState) => {
-      if (engine && !closed) apply(engine.update(state, Date.now()));
+      if (engine && !closed) apply(engine.update(state, monotonic()));
     };
 
     try {
@@ -79,9 +86,11 @@ export = function register(RED: NodeAPI): void {
         if (twin) throw new Error(`two supplies are named "${d.upsName}": give the UPS devices distinct names`);
         devices.push(d);
       }
-      engine = new DecisionEngine(engineConfig(cfg, (id) => (RED.nodes.getNode(id) as UpsDeviceNode | null)?.upsName));
-      for (const d of devices) unsubscribes.push(d.subscribe(feed));
+      engine = new DecisionEngine(engineConfig(cfg, (id) => (RED.nodes.getNode(id) as UpsDeviceNode | null)?.upsName), monotonic());
       node.status({ fill: 'grey', shape: 'ring', text: devices.length ? 'waiting for UPS states…' : 'waiting for UPS states on the input…' });
+      // Start the clock of listed UPSes that never report (they stop counting as healthy).
+      apply(engine.tick(monotonic()));
+      for (const d of devices) unsubscribes.push(d.subscribe(feed));
     } catch (err) {
       node.status({ fill: 'red', shape: 'ring', text: shortStatus(errorText(err)) });
       node.error(errorText(err));
@@ -93,7 +102,7 @@ export = function register(RED: NodeAPI): void {
         return;
       }
       const topic = typeof msg.topic === 'string' ? msg.topic : '';
-      const now = Date.now();
+      const now = monotonic();
       if (topic === 'plan-duration') {
         const secs = typeof msg.payload === 'string' ? Number(msg.payload) : msg.payload;
         if (typeof secs !== 'number' || !Number.isFinite(secs) || secs < 0) {
@@ -111,7 +120,7 @@ export = function register(RED: NodeAPI): void {
         return;
       }
       if (topic === 'reset') {
-        engine.reset();
+        engine.reset(now);
         lastDecision = null;
         apply(engine.tick(now));
         done();
