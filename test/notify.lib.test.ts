@@ -382,6 +382,16 @@ describe('notify: configuration at the edge', () => {
     assert.throws(() => createDriver(parseChannelConfig({ kind: 'webhook', url: 'http://h/', secretHeader1: 'Authorization' }), {}), /no value for the secret header Authorization/);
   });
 
+  it('SMTP without TLS refuses to send a password anywhere but this machine', () => {
+    const email = (smtpHost: string) => parseChannelConfig({ kind: 'email', smtpHost, smtpPort: 25, smtpSecurity: 'none', from: 'ups@example.org', to: 'ops@example.org' });
+    assert.throws(() => createDriver(email('mail.example.org'), { user: 'alerts', password: 'pw' }), /^Error: SMTP security "none" would send the password in clear text to mail\.example\.org: choose STARTTLS or TLS/);
+    assert.throws(() => createDriver(email('192.168.1.10'), { user: 'alerts', password: 'pw' }), /in clear text to 192\.168\.1\.10/);
+    for (const host of ['127.0.0.1', 'localhost', '::1', '[::1]']) assert.equal(createDriver(email(host), { user: 'alerts', password: 'pw' }).kind, 'email', host);
+    // A relay without AUTH on the network is fine: there is no password to give away.
+    assert.equal(createDriver(email('relay.lan'), {}).kind, 'email');
+    assert.equal(createDriver(parseChannelConfig({ kind: 'email', smtpHost: 'mail.example.org', smtpSecurity: 'starttls', from: 'a@b.c', to: 'ops@example.org' }), { user: 'u', password: 'p' }).kind, 'email');
+  });
+
   it('the notify node: events list, templates', () => {
     assert.deepEqual(parseNotifyConfig({ channel: 'c', events: 'ONBATT,ONLINE' }).events, ['ONBATT', 'ONLINE']);
     assert.deepEqual(parseNotifyConfig({ channel: 'c', events: '' }).events, []);

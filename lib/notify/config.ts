@@ -43,6 +43,12 @@ function isUrl(v: string): boolean {
   }
 }
 
+/** This machine: a plain connection to it never crosses a network. */
+export function isLoopback(host: string): boolean {
+  const h = host.trim().toLowerCase().replace(/^\[|\]$/g, '');
+  return h === 'localhost' || h.endsWith('.localhost') || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h) || h === '::1' || /^::ffff:127\./.test(h);
+}
+
 /** `Name: value` per line → headers; throws on a malformed line. */
 export function parseHeaderLines(textBlock: string): Record<string, string> {
   const out: Record<string, string> = {};
@@ -218,6 +224,9 @@ export function createDriver(c: ChannelConfig, creds: ChannelCredentials, deps: 
   switch (c.kind) {
     case 'email':
       if (creds.password && !creds.user) throw new Error('a password is set but no user');
+      if (c.smtpSecurity === 'none' && creds.user && !isLoopback(c.smtpHost)) {
+        throw new Error(`SMTP security "none" would send the password in clear text to ${c.smtpHost}: choose STARTTLS or TLS (AUTH without TLS only to a relay on this machine: localhost, 127.0.0.1, ::1)`);
+      }
       return new EmailDriver({
         host: c.smtpHost,
         port: c.smtpPort,
