@@ -57,15 +57,29 @@ describe('example flows with hypervisor actions', function () {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  it('"vSphere cluster": dry-run, then apps, databases and hosts go down in that order', async () => {
+  it('"vSphere cluster": dry-run, then apps, databases, the hosts, and last the host running vCenter go down in that order', async () => {
+    // The vCenter appliance runs on DC0_C0_H0 and serves the API: while it is off, nothing answers
+    // (for 3 s here, so the test can read the end state afterwards).
     const peer = await VcsimPeer.start({
-      args: ['-guest-shutdown-delay', '500ms', '-folder', 'apps=DC0_H0_VM0+DC0_C0_RP0_VM0;databases=DC0_H0_VM1+vcenter-appliance', '-rename', 'DC0_C0_RP0_VM1=vcenter-appliance'],
+      args: [
+        '-guest-shutdown-delay', '500ms',
+        '-folder', 'apps=DC0_H0_VM0+DC0_C0_RP0_VM0;databases=DC0_H0_VM1+vcenter-appliance',
+        '-rename', 'DC0_C0_RP0_VM1=vcenter-appliance',
+        '-place', 'vcenter-appliance=DC0_C0_H0',
+        '-api-vm', 'vcenter-appliance',
+        '-api-down-for', '3s',
+      ],
     });
     try {
       const fp = await peer.fingerprint();
       const flow = planPart(example('15 vSphere cluster.json'), dir, (n) => {
         if (n.type === 'upsorch-vsphere') Object.assign(n, { url: peer.url, tlsFingerprint: fp, timeout: 5 });
         if (n.type === 'upsorch-vsphere-action') Object.assign(n, { timeout: 10, poll: 0.3 });
+        // The example's placeholder for the host running vCenter.
+        if (n.type === 'upsorch-vsphere-action' && n.kind === 'host') {
+          n.names = n.names.map((x: string) => (x === 'esx01.lan' ? 'DC0_C0_H0' : x));
+          n.exclude = n.exclude.map((x: string) => (x === 'esx01.lan' ? 'DC0_C0_H0' : x));
+        }
       });
       const conn = flow.find((n) => n.type === 'upsorch-vsphere');
       const first = flow.find((n) => n.type === 'upsorch-phase' && n.name === 'application VMs');
@@ -74,24 +88,37 @@ describe('example flows with hypervisor actions', function () {
 
       const dry = await run(first.id, report.id, 'dry-run');
       assert.equal(dry.state, 'done', JSON.stringify(dry.phases));
-      assert.deepEqual(dry.phases.map((p: any) => p.name), ['application VMs', 'databases', 'ESXi hosts']);
+      assert.deepEqual(dry.phases.map((p: any) => p.name), ['application VMs', 'databases', 'ESXi hosts', 'vCenter host']);
       const dryTargets = dry.phases.flatMap((p: any) => p.actions.flatMap((a: any) => a.results.map((r: any) => r.target).sort()));
-      // The vCenter appliance is in "databases" but excluded by name.
-      assert.deepEqual(dryTargets, ['DC0_C0_RP0_VM0', 'DC0_H0_VM0', 'DC0_H0_VM1', 'DC0_C0_H0', 'DC0_C0_H1', 'DC0_C0_H2', 'DC0_H0']);
+      // The vCenter appliance is in "databases" but excluded by name; its host goes last.
+      assert.deepEqual(dryTargets, ['DC0_C0_RP0_VM0', 'DC0_H0_VM0', 'DC0_H0_VM1', 'DC0_C0_H1', 'DC0_C0_H2', 'DC0_H0', 'DC0_C0_H0']);
+      assert.equal(dry.phases[3].actions[0].results[0].detail, 'would shut the host down (forced, VMs still running are powered off)');
 
       const real = await run(first.id, report.id, 'shutdown');
       assert.equal(real.state, 'done', JSON.stringify(real.phases, null, 1));
       assert.equal(real.totals.failed, 0);
+      const hosts = real.phases[2].actions[0].results;
+      assert.deepEqual(hosts.map((r: any) => [r.target, r.method, r.detail]).sort(), [
+        ['DC0_C0_H1', 'graceful', 'entered maintenance mode, shut down'],
+        ['DC0_C0_H2', 'graceful', 'entered maintenance mode, shut down'],
+        ['DC0_H0', 'graceful', 'entered maintenance mode, shut down'],
+      ]);
+      const last = real.phases[3].actions[0].results;
+      assert.deepEqual(last.map((r: any) => [r.target, r.method, r.detail]), [
+        ['DC0_C0_H0', 'forced', 'shutting down (forced, not in maintenance mode): the server stopped answering after accepting it'],
+      ]);
       const s = new VsphereSession({ url: peer.url, username: 'admin', password: 'secret', tls: { fingerprint: fp }, timeoutMs: 5000 });
       try {
+        for (let i = 0; i < 100; i++) {
+          if (await listAll(s).then(() => true, () => false)) break;
+          await new Promise((r) => setTimeout(r, 100)); // vCenter "comes back" after 3 s here
+        }
         const all = await listAll(s);
         const power = Object.fromEntries([...all.vms, ...all.hosts].map((t) => [t.name, t.power]));
         assert.deepEqual(power, { DC0_C0_RP0_VM0: 'off', DC0_H0_VM0: 'off', DC0_H0_VM1: 'off', 'vcenter-appliance': 'off', DC0_C0_H0: 'off', DC0_C0_H1: 'off', DC0_C0_H2: 'off', DC0_H0: 'off' });
       } finally {
         await s.close();
       }
-      const hosts = real.phases[2].actions[0].results;
-      assert.ok(hosts.every((r: any) => r.detail === 'entered maintenance mode, shut down'), JSON.stringify(hosts));
     } finally {
       await helper.unload();
       await peer.stop();
