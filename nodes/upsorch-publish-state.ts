@@ -14,6 +14,7 @@ import { DiscoveryPublisher } from '../lib/mqtt/publisher';
 import { CommandReport, PlanControl, PlanHandle, planDeviceId, planTopic } from '../lib/mqtt/plan';
 import { parseInput } from '../lib/mqtt/ups-input';
 import { slug } from '../lib/mqtt/topics';
+import { UpsRef, upsNames } from '../lib/mqtt/ups-names';
 import { HA_EVENT_TYPE, runEventData, upsEventData } from '../lib/ha/events';
 import { RunEvent } from '../lib/plan/types';
 
@@ -67,6 +68,8 @@ export = function register(RED: NodeAPI): void {
     let mqttStatus = broker?.status ?? null;
     let haStatus = ha?.status ?? null;
     let inputError: string | null = null;
+    /** Several UPS devices with one name (lib/mqtt/ups-names.ts). */
+    let nameWarning: string | null = null;
     const upsStates = new Map<string, UpsState>();
     const controls: PlanControl[] = [];
     const showStatus = () => {
@@ -78,12 +81,37 @@ export = function register(RED: NodeAPI): void {
         const failing = (mqttStatus && mqttStatus.state === 'disconnected') || (haStatus && (haStatus.state === 'disconnected' || haStatus.state === 'auth_failed'));
         return node.status({ fill: failing ? 'red' : 'yellow', shape: 'ring', text: shortStatus(bad.join(' · ')) });
       }
+      if (nameWarning) return node.status({ fill: 'yellow', shape: 'ring', text: shortStatus(`${what} · ${nameWarning}`) });
       node.status({ fill: 'green', shape: 'dot', text: `${what} · ${[broker ? 'MQTT' : null, ha ? 'HA' : null].filter(Boolean).join(' + ')} connected` });
     };
     if (problems.length) {
       node.error(problems.join('; '));
       showStatus();
     }
+
+    // ---- which name each UPS is published under: two UPS devices called the same must not merge
+    const upsRef = (d: UpsDeviceNode, direct: boolean): UpsRef => {
+      let where = d.upsName;
+      try {
+        where = d.device().source.label;
+      } catch {
+        /* invalid device: its own node says why */
+      }
+      return { sourceId: d.id, name: d.upsName, where, direct };
+    };
+    const directRefs = devices.map((d) => upsRef(d, true));
+    // Decided once from the node's own UPS list, so a redeploy of other nodes never renames a device.
+    const { alias, ambiguous } = upsNames(directRefs);
+    const publishedName = (d: UpsDeviceNode) => alias.get(d.id) ?? d.upsName;
+    const warnedNames = new Set<string>();
+    const checkNames = (wired: UpsDeviceNode[]) => {
+      const w = upsNames([...directRefs, ...wired.map((d) => upsRef(d, false))]).warnings;
+      for (const text of w) if (!warnedNames.has(text)) node.warn(`Home Assistant: ${text}`);
+      warnedNames.clear();
+      for (const text of w) warnedNames.add(text);
+      nameWarning = w[0] ?? null;
+    };
+    checkNames([]);
 
     // ---- UPS devices on MQTT
     const shapes = new Map<string, string>();
@@ -180,8 +208,10 @@ export = function register(RED: NodeAPI): void {
       }
       for (const dev of devices) {
         const tracker = new EventTracker(dev.thresholds);
+        const name = alias.get(dev.id);
         try {
-          const unsubscribe = dev.subscribe((s) => {
+          const unsubscribe = dev.subscribe((read) => {
+            const s = name ? { ...read, ups: name } : read;
             inputError = null; // a bad input message shows until the next state
             publishUps(s);
             if (!ctx) upsStates.set(s.ups, s);
@@ -218,10 +248,11 @@ export = function register(RED: NodeAPI): void {
     // ---- which devices may keep their entities: configured UPSes and plans, and the UPSes of the
     // UPS in nodes wired (directly or through other nodes) to this one. Re-evaluated on every deploy,
     // so deleting a UPS in node removes its UPS from Home Assistant.
-    const computeExpected = (): Set<string> => {
+    const computeExpected = (): { ids: Set<string>; wired: UpsDeviceNode[] } => {
       const ids = new Set<string>();
-      if (!ctx) return ids;
-      for (const d of devices) ids.add(upsDeviceId(ctx, d.upsName));
+      const wired: UpsDeviceNode[] = [];
+      if (!ctx) return { ids, wired };
+      for (const d of devices) ids.add(upsDeviceId(ctx, publishedName(d)));
       for (const p of planNodes) ids.add(planDeviceId(ctx, p.id));
       const all = new Map<string, FlowNodeConfig>();
       (RED.nodes as unknown as EachNode).eachNode((n) => all.set(n.id, n));
@@ -247,15 +278,19 @@ export = function register(RED: NodeAPI): void {
           const cfgNode = all.get(p);
           if (cfgNode?.type === 'upsorch-ups-in' && typeof cfgNode.ups === 'string') {
             const dev = RED.nodes.getNode(cfgNode.ups) as UpsDeviceNode | null;
-            if (dev) ids.add(upsDeviceId(ctx, dev.upsName));
+            if (dev) {
+              ids.add(upsDeviceId(ctx, dev.upsName));
+              if (!dev.configError && !wired.includes(dev)) wired.push(dev);
+            }
           }
         }
       }
-      return ids;
+      return { ids, wired };
     };
     const onFlowsStarted = () => {
       if (!publisher || !working) return;
-      const next = computeExpected();
+      const { ids: next, wired } = computeExpected();
+      checkNames(wired);
       for (const id of [...fromMsg]) {
         if (expected.has(id) && !next.has(id)) {
           fromMsg.delete(id);
@@ -283,6 +318,11 @@ export = function register(RED: NodeAPI): void {
         return;
       }
       inputError = null;
+      // Several UPS devices of this node's list share this name: it has their states, each under its own name.
+      if (ambiguous.has(slug(input.kind === 'state' ? input.state.ups : input.event.ups))) {
+        done();
+        return;
+      }
       if (input.kind === 'state') {
         if (ctx) fromMsg.add(upsDeviceId(ctx, input.state.ups));
         publishUps(input.state);

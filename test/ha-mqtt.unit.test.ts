@@ -16,6 +16,7 @@ import { CommandReport, PlanControl, PlanHandle, planStatePayload } from '../lib
 import { DiscoveryPublisher, PublisherBroker } from '../lib/mqtt/publisher';
 import { MessageHandler } from '../lib/mqtt/broker';
 import { PlanStatus } from '../lib/plan/types';
+import { upsNames } from '../lib/mqtt/ups-names';
 
 /** A plan and a broker that is not connected: PlanControl's decisions only, no MQTT. */
 function planControl(status: Partial<PlanStatus>) {
@@ -166,5 +167,19 @@ describe('HA / MQTT pure functions', () => {
     assert.ok((p.last_command as string).startsWith('dry-run refused: ää') && (p.last_command as string).endsWith('…'));
     assert.equal([...(p.current_phase as string)].length, 255);
     assert.equal(planStatePayload({ state: 'idle', armed: false, allowRemote: false, run: null, currentPhase: null, progress: null, lastResult: null }, null, 'armed by Home Assistant').last_command, 'armed by Home Assistant');
+  });
+
+  it('UPS names: NUT "ups" on two hosts become two Home Assistant devices; the first keeps its name', () => {
+    const a = { sourceId: 'n1', name: 'ups', where: 'ups@10.0.0.1:3493', direct: true };
+    const b = { sourceId: 'n2', name: 'ups', where: 'ups@10.0.0.2:3493', direct: true };
+    const r = upsNames([a, b, { ...a, direct: false }]);
+    assert.deepEqual([...r.alias], [['n2', 'ups (ups@10.0.0.2:3493)']]);
+    assert.deepEqual([...r.ambiguous], ['ups']);
+    assert.deepEqual(r.warnings, ['2 UPS devices are called "ups" (ups@10.0.0.1:3493, ups@10.0.0.2:3493): Home Assistant shows "ups (ups@10.0.0.2:3493)" besides "ups" (ups@10.0.0.1:3493); or give each UPS device its own name']);
+    // one device used twice (UPS list and a wired UPS in), or different names: nothing to say
+    assert.deepEqual(upsNames([a, { ...a, direct: false }, { ...b, sourceId: 'n3', name: 'Rack' }]), { alias: new Map(), warnings: [], ambiguous: new Set() });
+    // a wired-only twin of a listed UPS is left out, and the warning says how to fix it
+    const w = upsNames([a, b, { sourceId: 'n4', name: 'UPS', where: 'ups@10.0.0.4:3493', direct: false }]);
+    assert.match(w.warnings[0], /^3 UPS devices are called "ups" .*; ups@10\.0\.0\.4:3493 reaches this node only as messages, which carry the name alone, and are left out – choose it in this node's UPS list instead of wiring; or give each UPS device its own name$/);
   });
 });

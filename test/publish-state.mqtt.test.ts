@@ -282,6 +282,35 @@ describe('publish state: Home Assistant MQTT discovery with a real Mosquitto bro
     assert.deepEqual([...retained.keys()], []);
   });
 
+  it('two UPS devices with one name: the first keeps its Home Assistant device, the second gets its own, and the node says so', async () => {
+    const twin = deviceConfig('dev2', { name: 'Rack UPS', source: 'sim', simLoad: 50 });
+    await helper.load(haMqttNodes, [brokerConfig(peer.port), rackUps(), twin, ...publishNode({ ups1: 'dev', ups2: 'dev2' })]);
+    const TWIN = 'upsorch_ups_orchestrator_ups_rack_ups_dev2';
+    await waitForIndex(peer.port, (t) => t.length === 26);
+    const retained = await MqttObserver.retained(peer.port, ['homeassistant/#', 'ups-orchestrator/ups/#']);
+    assert.deepEqual([...retained.keys()].filter((t) => t.startsWith('homeassistant/')).sort(), [...UPS_CONFIG_TOPICS, ...UPS_CONFIG_TOPICS.map((t) => t.replace(DEV, TWIN))].sort());
+    assert.deepEqual(JSON.parse(retained.get(cfgTopic('sensor', 'load'))!).device, DEVICE_BLOCK, 'the first keeps its ids and name');
+    const twinLoad = JSON.parse(retained.get(`homeassistant/sensor/${TWIN}_load/config`)!);
+    assert.deepEqual([twinLoad.device.name, twinLoad.default_entity_id, twinLoad.state_topic], ['Rack UPS (dev2)', 'sensor.rack_ups_dev2_load', 'ups-orchestrator/ups/rack_ups_dev2/state']);
+    assert.equal(JSON.parse(retained.get(STATE_TOPIC)!).load, 25);
+    assert.equal(JSON.parse(retained.get('ups-orchestrator/ups/rack_ups_dev2/state')!).load, 50, 'each shows its own readings');
+    const text = '2 UPS devices are called "Rack UPS" (simulated UPS "Rack UPS", simulated UPS "Rack UPS"): Home Assistant shows "Rack UPS (dev2)" besides "Rack UPS" (simulated UPS "Rack UPS"); or give each UPS device its own name';
+    const n = helper.getNode('pub');
+    assert.deepEqual(n.warn.getCalls().filter((c: any) => c.thisValue === n).map((c: any) => String(c.args[0])), [`Home Assistant: ${text}`]);
+    await waitForStatus('pub', (x) => x.fill === 'yellow' && (x.text ?? '').startsWith('2 UPS · 2 UPS devices are called "Rack UPS"'));
+  });
+
+  it('two wired UPS in nodes whose UPS devices share a name: a clear warning that they merge', async () => {
+    const twin = deviceConfig('dev2', { name: 'Rack UPS', source: 'sim' });
+    await helper.load(haMqttNodes, [
+      brokerConfig(peer.port), rackUps(), twin, ...upsIn('in', 'dev', { wires: [['pub'], []] }), ...upsIn('in2', 'dev2', { wires: [['pub'], []] }), ...publishNode(),
+    ]);
+    await waitForStatus('pub', (x) => x.fill === 'yellow' && /^1 UPS · 2 UPS devices are called "Rack UPS"/.test(x.text ?? ''), 8000);
+    const n = helper.getNode('pub');
+    const w = n.warn.getCalls().filter((c: any) => c.thisValue === n).map((c: any) => String(c.args[0]));
+    assert.deepEqual(w, ['Home Assistant: 2 UPS devices are called "Rack UPS" (simulated UPS "Rack UPS", simulated UPS "Rack UPS"): simulated UPS "Rack UPS" reaches this node only as messages, which carry the name alone, and merge into "Rack UPS" in Home Assistant – choose it in this node\'s UPS list instead of wiring; or give each UPS device its own name']);
+  });
+
   it('the Node-RED process dies: the broker publishes our last will, offline', async () => {
     observer = await MqttObserver.connect(peer.port, ['ups-orchestrator/status']);
     const child = cp.spawn(process.execPath, ['--require', 'tsx/cjs', path.join(__dirname, 'fixtures', 'mqtt-client-child.ts'), String(peer.port)], { stdio: ['ignore', 'pipe', 'inherit'] });
