@@ -11,7 +11,7 @@
  * A one-shot command is not repeated after a Node-RED restart (`repeatable` false) except SET VAR
  * and FSD, which are harmless to repeat.
  */
-import { ActOptions, ActOutcome, ActionDriver, Operation, PowerState, Target, abortError } from '../actions/contract';
+import { ActOptions, ActOutcome, ActionDriver, Operation, PowerState, Target, abortError, abortableSleep } from '../actions/contract';
 import { NutCommandTarget, NutCommander, TrackingResult } from './nut';
 import { CommandConfig, describeCommand } from './config';
 import { SnmpPlan, planObjects, planSnmpCommand, planSnmpSetVar, runSnmpPlan, snmpCommandNames, snmpVariableNames } from './snmp';
@@ -179,7 +179,7 @@ export class UpsCommandDriver implements ActionDriver {
         }
         const r = await nut.instcmd('shutdown.return', undefined, ms, signal);
         parts.push(`INSTCMD shutdown.return ${tracked(r)}`);
-        if (r !== 'SUCCESS') parts.push(await this.timerNote(signal));
+        if (r !== 'SUCCESS') parts.push(await this.confirmTimer(ms, signal));
         return { method: 'graceful', after: 'on', detail: `${parts.join('; ')}; the UPS turns its output off after its shutdown delay and back on when mains returns` };
       }
       case 'instcmd': {
@@ -199,12 +199,26 @@ export class UpsCommandDriver implements ActionDriver {
     }
   }
 
-  /** Without tracking: read the shutdown timer back, where the UPS has one. */
-  private async timerNote(signal: AbortSignal): Promise<string> {
-    const vars = await this.nut!.status(signal);
-    const t = vars['ups.timer.shutdown'];
-    if (t === undefined) return 'no ups.timer.shutdown to read back';
-    return Number(t) >= 0 ? `ups.timer.shutdown counting (${t} s)` : `ups.timer.shutdown reads ${t}`;
+  /**
+   * Without tracking, upsd's OK only says it passed the command on: the driver may still have failed
+   * it. Read the shutdown timer until it runs (≥ 0) or the UPS shows OFF, within the confirmation
+   * time; a timer that never starts fails the run, so a plan does not report a UPS that stays on as
+   * powered off. A UPS without the timer cannot be checked: the detail says so plainly.
+   */
+  private async confirmTimer(ms: number, signal: AbortSignal): Promise<string> {
+    const deadline = Date.now() + ms;
+    let last: string | undefined;
+    for (;;) {
+      const vars = await this.nut!.status(signal);
+      const t = vars['ups.timer.shutdown'];
+      if (parseFlags(vars['ups.status']).includes('OFF')) return `confirmed: ups.status ${vars['ups.status']}`;
+      if (t === undefined) return 'NOT CONFIRMED: upsd has no TRACKING and the UPS has no ups.timer.shutdown to read back — check that the UPS really counts down';
+      if (Number(t) >= 0) return `confirmed: ups.timer.shutdown counting (${t} s)`;
+      last = t;
+      if (Date.now() >= deadline) break;
+      await abortableSleep(Math.min(500, Math.max(0, deadline - Date.now())), signal);
+    }
+    throw new Error(`upsd accepted INSTCMD shutdown.return (no TRACKING on this upsd) but ups.timer.shutdown still reads ${last} after ${Math.round(ms / 1000)} s: the driver has not started the shutdown (see its log), so the UPS may stay on`);
   }
 
   /** Commands (and settable variables) this UPS offers, for the editor. */
