@@ -3,15 +3,19 @@
  * by every vSphere action that uses it, opened with the first run, reused (cookie) between runs,
  * logged out after the last user is gone or when the flow stops.
  */
-import { HttpRequest, HttpResponse, NodeAPI, UNCHANGED_PASSWORD, errorText } from './red';
+import { HttpRequest, HttpResponse, NodeAPI, UNCHANGED_PASSWORD, errorText, rememberEndpoint, storedCredentials } from './red';
 import { VsphereConnectionNode } from './hypervisor-types';
 import { VsphereCredentials, parseVsphereConnection, testVsphere, vsphereSettings } from '../lib/vsphere/config';
 import { VsphereSession } from '../lib/vsphere/session';
+
+/** Where the stored password is sent: a Test connection elsewhere must bring its own. */
+const ENDPOINT_KEYS = ['url'] as const;
 
 export = function register(RED: NodeAPI): void {
   function VsphereConnection(this: VsphereConnectionNode, raw: Record<string, unknown>): void {
     RED.nodes.createNode(this, raw);
     const node = this;
+    rememberEndpoint(node, raw, ENDPOINT_KEYS);
     let session: VsphereSession | null = null;
     const users = new Set<string>();
     try {
@@ -59,11 +63,11 @@ export = function register(RED: NodeAPI): void {
 async function test(RED: NodeAPI, body: Record<string, unknown>) {
   try {
     const config = parseVsphereConnection(body);
-    const stored = typeof body.id === 'string' ? RED.nodes.getCredentials(body.id) ?? {} : {};
-    const creds: VsphereCredentials = {
-      username: typeof body.username === 'string' && body.username ? body.username : stored.username,
-      password: typeof body.password === 'string' && body.password !== UNCHANGED_PASSWORD ? body.password : stored.password,
-    };
+    const stored = storedCredentials(RED, body, 'upsorch-vsphere', ENDPOINT_KEYS);
+    const username = typeof body.username === 'string' && body.username ? body.username : stored.username;
+    // The stored password belongs to the stored user at the deployed address, nobody else.
+    const typed = typeof body.password === 'string' && body.password !== UNCHANGED_PASSWORD ? body.password : undefined;
+    const creds: VsphereCredentials = { username, password: typed ?? (username === stored.username ? stored.password : undefined) };
     return await testVsphere(vsphereSettings(config, creds), config.timeout * 1000 * 4 + 5000);
   } catch (err) {
     return { ok: false, message: errorText(err) };

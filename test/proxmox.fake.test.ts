@@ -311,6 +311,21 @@ describe('Proxmox VE actions against the schema-checked fake API', function () {
       const ro = await helper.request().post('/upsorch-proxmox/test').send({ host: '127.0.0.1', port: fake.port, tokenId: READONLY.id, tlsFingerprint: fake.fingerprint, secret: READONLY.secret }).expect(200);
       assert.equal(ro.body.ok, true);
       assert.match(ro.body.warning, /lacks VM.PowerMgmt on \//);
+
+      // The stored secret goes only to the deployed host and port, for the deployed token id.
+      const other = await startFake();
+      try {
+        const elsewhere = await helper.request().post('/upsorch-proxmox/test').send({ id: 'pve', host: '127.0.0.1', port: other.port, tokenId: TOKEN.id, tlsFingerprint: other.fingerprint, timeout: 5, secret: '__PWRD__' }).expect(200);
+        assert.equal(elsewhere.body.ok, false, JSON.stringify(elsewhere.body));
+        assert.equal(elsewhere.body.message, 'the Proxmox connection has no API token secret');
+        // It knows the token too, so a request with the stored secret would have been let in.
+        assert.ok(other.requests.every((q) => q.token === null), JSON.stringify(other.requests));
+      } finally {
+        await other.stop();
+      }
+      const otherToken = await helper.request().post('/upsorch-proxmox/test').send({ id: 'pve', host: '127.0.0.1', port: fake.port, tokenId: READONLY.id, tlsFingerprint: fake.fingerprint, timeout: 5, secret: '__PWRD__' }).expect(200);
+      assert.equal(otherToken.body.ok, false, JSON.stringify(otherToken.body));
+      assert.equal(otherToken.body.message, 'the Proxmox connection has no API token secret');
       const g = await helper.request().post('/upsorch-proxmox-action/targets').send({ connection: 'pve', kind: 'guest' }).expect(200);
       assert.deepEqual(g.body.targets.map((x: any) => x.name), ['web', 'dns', 'legacy', 'ha-db', 'backup', 'win']);
       const n = await helper.request().post('/upsorch-proxmox-action/targets').send({ connection: 'pve', kind: 'node' }).expect(200);

@@ -527,6 +527,23 @@ describe('vSphere actions against vcsim (VMware vCenter / ESXi simulator)', func
       assert.equal(bad.body.ok, false);
       assert.match(bad.body.message, /refused the login/);
 
+      // The stored password goes only to the deployed address, for the deployed user: another
+      // vCenter that would accept it (same user and password) gets none.
+      const other = await vcenter();
+      try {
+        const ofp = await other.fingerprint();
+        const elsewhere = await helper.request().post('/upsorch-vsphere/test').send({ id: 'vc', url: other.url, tlsFingerprint: ofp, timeout: 5, username: 'admin', password: '__PWRD__' }).expect(200);
+        assert.equal(elsewhere.body.ok, false, JSON.stringify(elsewhere.body));
+        assert.match(elsewhere.body.message, /refused the login of "admin"/);
+        const typed = await helper.request().post('/upsorch-vsphere/test').send({ id: 'vc', url: other.url, tlsFingerprint: ofp, timeout: 5, username: 'admin', password: 'secret' }).expect(200);
+        assert.equal(typed.body.ok, true, JSON.stringify(typed.body));
+      } finally {
+        await other.stop();
+      }
+      const otherUser = await helper.request().post('/upsorch-vsphere/test').send({ id: 'vc', url: peer.url, tlsFingerprint: fp, timeout: 5, username: 'root', password: '__PWRD__' }).expect(200);
+      assert.equal(otherUser.body.ok, false);
+      assert.match(otherUser.body.message, /refused the login of "root"/);
+
       const l = await helper.request().post('/upsorch-vsphere-action/targets').send({ connection: 'vc', kind: 'vm' }).expect(200);
       assert.equal(l.body.ok, true, JSON.stringify(l.body));
       assert.deepEqual(l.body.targets.map((x: any) => x.name), ['db-1', 'hang-legacy', 'notools-app', 'web-1']);
