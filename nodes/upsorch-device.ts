@@ -2,13 +2,27 @@
  * UPS device config node: owns one UpsDevice (one connection, one poll loop) for every node that
  * uses this UPS. Polling starts with the first user and stops after the last.
  */
-import { NodeAPI, UpsDeviceNode, HttpRequest, HttpResponse, UNCHANGED_PASSWORD, errorText } from './red';
-import { DeviceConfig, DeviceCredentials, createDevice, createSource, displayName, parseDeviceConfig, voltageThresholds } from '../lib/ups/config';
+import { NodeAPI, UpsDeviceNode, HttpRequest, HttpResponse, UNCHANGED_PASSWORD, errorText, rememberEndpoint, storedCredentials } from './red';
+import {
+  DeviceConfig, DeviceCredentials, checkDeviceCredentials, createDevice, createSource, displayName, parseDeviceConfig, voltageThresholds,
+} from '../lib/ups/config';
 import { UpsDevice } from '../lib/ups/device';
 import { SimSource } from '../lib/sim/source';
 import { normalise } from '../lib/ups/state';
 import { SourceError } from '../lib/ups/source';
 import { SnmpSource } from '../lib/snmp/source';
+import { UpsSource } from '../lib/ups/source';
+
+/**
+ * The settings that decide where the device's secrets go, per source: a dialog test uses the stored
+ * password, community or v3 keys only while these equal the deployed node's.
+ */
+function endpointKeys(source: unknown): string[] {
+  if (source === 'nut') return ['source', 'host', 'port', 'starttls', 'tlsVerify', 'tlsFingerprint'];
+  if (source === 'snmp') return ['source', 'host', 'snmpPort', 'snmpVersion', 'snmpUser', 'snmpSecLevel', 'snmpAuthProtocol', 'snmpPrivProtocol'];
+  if (source === 'ha') return ['source', 'haServer'];
+  return ['source'];
+}
 
 export = function register(RED: NodeAPI): void {
   function UpsDeviceConfigNode(this: UpsDeviceNode, raw: Record<string, unknown>): void {
@@ -17,9 +31,13 @@ export = function register(RED: NodeAPI): void {
     let device: UpsDevice | undefined;
     const stops = new Set<() => Promise<void>>();
     try {
-      node.config = parseDeviceConfig(raw);
-      node.upsName = displayName(node.config);
-      node.thresholds = voltageThresholds(node.config);
+      const config = parseDeviceConfig(raw);
+      node.upsName = displayName(config);
+      node.thresholds = voltageThresholds(config);
+      checkDeviceCredentials(config, (node.credentials ?? {}) as DeviceCredentials);
+      node.config = config;
+      // Compared in parsed form, so "3493" and 3493 or a stray space are the same endpoint.
+      rememberEndpoint(node, config, endpointKeys(config.source));
     } catch (err) {
       node.configError = errorText(err);
       node.upsName = String(raw.name || raw.upsName || 'UPS');
@@ -65,7 +83,11 @@ export = function register(RED: NodeAPI): void {
 
   // "Test connection" from the config dialog: one read with the settings in the dialog, never echoing secrets.
   RED.httpAdmin.post('/upsorch-device/test', RED.auth.needsPermission('upsorch-device.write'), (req: HttpRequest, res: HttpResponse) => {
-    void testConnection(RED, req.body ?? {}).then((result) => res.json(result));
+    // Always an answer: the dialog waits for one.
+    testConnection(RED, req.body ?? {}).then(
+      (result) => res.json(result),
+      (err) => res.json({ ok: false, message: errorText(err) }),
+    );
   });
 };
 
@@ -84,21 +106,24 @@ interface TestResult {
 
 async function testConnection(RED: NodeAPI, body: Record<string, unknown>): Promise<TestResult> {
   let config: DeviceConfig;
+  let source: UpsSource;
   try {
     config = parseDeviceConfig(body);
+    // Stored secrets only for the endpoint the deployed node talks to; a changed host must send its own.
+    const stored = storedCredentials(RED, { ...config, id: body.id }, 'upsorch-device', endpointKeys(config.source));
+    const creds: DeviceCredentials = {
+      username: typeof body.username === 'string' ? body.username : stored.username,
+      password: typeof body.password === 'string' && body.password !== UNCHANGED_PASSWORD ? body.password : stored.password,
+    };
+    for (const k of ['community', 'authKey', 'privKey'] as const) {
+      creds[k] = typeof body[k] === 'string' && body[k] !== UNCHANGED_PASSWORD && body[k] !== '' ? (body[k] as string) : stored[k];
+    }
+    checkDeviceCredentials(config, creds);
+    // A test read never binds the trap port (the running device may own it).
+    source = createSource(config.source === 'snmp' ? { ...config, snmpTraps: false } : config, creds);
   } catch (err) {
     return { ok: false, message: errorText(err) };
   }
-  const stored = typeof body.id === 'string' ? RED.nodes.getCredentials(body.id) ?? {} : {};
-  const creds: DeviceCredentials = {
-    username: typeof body.username === 'string' ? body.username : stored.username,
-    password: typeof body.password === 'string' && body.password !== UNCHANGED_PASSWORD ? body.password : stored.password,
-  };
-  for (const k of ['community', 'authKey', 'privKey'] as const) {
-    creds[k] = typeof body[k] === 'string' && body[k] !== UNCHANGED_PASSWORD && body[k] !== '' ? (body[k] as string) : stored[k];
-  }
-  // A test read never binds the trap port (the running device may own it).
-  const source = createSource(config.source === 'snmp' ? { ...config, snmpTraps: false } : config, creds);
   try {
     const now = Date.now();
     const reading = await source.read(now);
@@ -116,7 +141,7 @@ async function testConnection(RED: NodeAPI, body: Record<string, unknown>): Prom
   } catch (err) {
     return { ok: false, message: err instanceof SourceError ? err.message : errorText(err) };
   } finally {
-    await source.close();
+    await source.close().catch(() => undefined);
   }
 }
 

@@ -110,6 +110,16 @@ export function parseDeviceConfig(raw: unknown): DeviceConfig {
   throw new Error('invalid UPS device configuration: ' + r.error.issues.map((i) => (i.path.length ? `${i.path.join('.')}: ` : '') + i.message).join('; '));
 }
 
+/**
+ * Credentials checked against the configuration; throws like parseDeviceConfig. NUT sends the
+ * username as one unquoted word (`USERNAME <name>`), so it takes the same characters as a UPS name.
+ */
+export function checkDeviceCredentials(c: DeviceConfig, creds: DeviceCredentials): void {
+  if (c.source === 'nut' && creds.username && !UPS_NAME_PATTERN.test(creds.username)) {
+    throw new Error('invalid UPS device configuration: username: a NUT username may contain only letters, digits and . _ : @ + - (no spaces)');
+  }
+}
+
 /** The name states and events carry: the configured name, else the UPS name, else "simulated". */
 export function displayName(c: DeviceConfig): string {
   if (c.source === 'ha') return c.name || (c.haEntityPrefix || c.haStatusEntity).replace(/^[a-z_]+\./, '');
