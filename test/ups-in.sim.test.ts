@@ -75,11 +75,15 @@ describe('UPS in node with a simulated UPS (Node-RED runtime)', function () {
   });
 
   it('repeats the state at the configured interval even when nothing changes', async () => {
-    await helper.load(ourNodes, [deviceConfig('dev', { pollInterval: 5 }), ...upsIn('in', 'dev', { interval: 0.3 })]);
+    await helper.load(ourNodes, [deviceConfig('dev', { pollInterval: 60 }), ...upsIn('in', 'dev', { interval: 0.3 })]);
     const states = new Collector('in-state');
-    await states.waitFor(() => true, 3000);
-    await new Promise((r) => setTimeout(r, 1100));
-    assert.ok(states.received.length >= 4, `got ${states.received.length} states in 1.1 s`);
+    const first = await states.waitFor(() => true, 3000);
+    // Four repeats; the deadline is generous (a loaded machine delays timers), the spacing is not.
+    const fourth = await states.waitFor(() => true, 5000, 4, 'the fourth repeat');
+    const ms = fourth.at - first.at;
+    assert.ok(ms >= 3 * 300 - 20, `4 repeats within ${ms} ms: faster than every 0.3 s`);
+    // Nothing changed and the device polls only every minute: every message is the same state again.
+    assert.ok(states.messages.slice(0, 5).every((m) => m.payload.ts === first.msg.payload.ts), 'the same reading repeated');
   });
 
   it('an invalid device configuration gives a red status and a clear error, no crash', async () => {
