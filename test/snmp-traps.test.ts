@@ -8,7 +8,8 @@ import { strict as assert } from 'node:assert';
 import * as dgram from 'node:dgram';
 import { SnmpPeer, freeUdpPort, snmptrap } from './peers/snmp';
 import { STATES, allAgents } from './peers/snmp-ups-agents';
-import { openTrapListeners } from '../lib/snmp/traps';
+import { openTrapListeners, trapReachProblem } from '../lib/snmp/traps';
+import { SnmpSource } from '../lib/snmp/source';
 import { Collector, deviceConfig, helper, ourNodes, upsIn, waitForStatus } from './util/red';
 
 const POLL_S = 30;
@@ -103,6 +104,27 @@ describe('SNMP traps → immediate poll (real snmpsim + snmptrap CLI, Node-RED r
     assert.equal(source.lastTrap.kind, 'on-battery');
   });
 
+  it('RFC 1628 upsTrapAlarmEntryAdded with upsAlarmLowBattery → LB at once; EntryRemoved → battery ok', async () => {
+    const { states, source, events } = await started({ community: 'ietf' });
+    await peer.set('ietf', STATES.ietf['low-battery']);
+    const from = states.received.length;
+    await snmptrap({
+      port: trapPort, version: 'v2c', community: 'ietf', oid: '1.3.6.1.2.1.33.2.3',
+      varbinds: ['1.3.6.1.2.1.33.1.6.2.1.1.1', 'i', '1', '1.3.6.1.2.1.33.1.6.2.1.2.1', 'o', '1.3.6.1.2.1.33.1.6.3.3'],
+    });
+    await states.waitFor((m) => m.payload.onBattery && m.payload.lowBattery, 5000, from, 'OB LB after the trap');
+    assert.equal(source.lastTrap.kind, 'low-battery');
+    await events.waitFor((m) => m.topic === 'LOWBATT', 1000);
+    await peer.set('ietf', STATES.ietf.online);
+    const from2 = states.received.length;
+    await snmptrap({
+      port: trapPort, version: 'v2c', community: 'ietf', oid: '1.3.6.1.2.1.33.2.4',
+      varbinds: ['1.3.6.1.2.1.33.1.6.2.1.1.1', 'i', '1', '1.3.6.1.2.1.33.1.6.2.1.2.1', 'o', '1.3.6.1.2.1.33.1.6.3.3'],
+    });
+    await states.waitFor((m) => m.payload.online && !m.payload.lowBattery, 5000, from2, 'OL after the alarm was removed');
+    assert.equal(source.lastTrap.kind, 'battery-ok');
+  });
+
   it('a trap with the wrong community, or one that is not about a UPS, does not poll', async () => {
     const { states, source } = await started({ community: 'apc' });
     await peer.set('apc', STATES.apc['on-battery']);
@@ -125,6 +147,42 @@ describe('SNMP traps → immediate poll (real snmpsim + snmptrap CLI, Node-RED r
     } finally {
       blocker.close();
     }
+  });
+
+  it('a listen address that is not an IP (a host name): ready rejects with the reason, the source warns, nothing stays open', async () => {
+    const src = new SnmpSource({ host: peer.host, port: peer.port, version: 'v2c', community: 'apc', timeoutMs: 1500, retries: 0, profile: 'auto', traps: { address: 'trap-host.invalid', port: trapPort } });
+    try {
+      await assert.rejects(src.trapsReady(), /cannot listen for traps on "trap-host\.invalid": give an IP address of this machine \(0\.0\.0\.0 for all\), not a host name/);
+      await new Promise((r) => setImmediate(r));
+      assert.match(src.warning ?? '', /^traps off: cannot listen for traps on "trap-host\.invalid"/);
+      assert.equal((await src.read(Date.now())).vars['ups.status'], 'OL', 'the UPS is still read');
+      assert.equal(openTrapListeners(), 0);
+    } finally {
+      await src.close();
+    }
+  });
+
+  it('the UPS device refuses a trap listen address that is not an IP address', async () => {
+    await helper.load(ourNodes, [device({ snmpTrapAddress: 'nas.local' }), ...upsIn('in', 'dev')], { dev: { community: 'apc' } });
+    const st = await waitForStatus('in', (x) => x.fill === 'red', 5000);
+    assert.match(st.text ?? '', /^invalid UPS device configuration: snmpTrapAddress: the trap listen address must be an IP address/);
+    assert.match(helper.getNode('dev').configError, /snmpTrapAddress: the trap listen address must be an IP address of this machine \(0\.0\.0\.0 for all\), not "nas\.local"/);
+    assert.equal(openTrapListeners(), 0);
+  });
+
+  it('traps bound to loopback while the card is elsewhere: a warning says the card can never reach it', async () => {
+    assert.equal(trapReachProblem('127.0.0.1', '127.0.0.1'), null);
+    assert.equal(trapReachProblem('0.0.0.0', '192.0.2.10'), null);
+    assert.equal(trapReachProblem('::1', 'localhost'), null);
+    const want = 'traps: listening on 127.0.0.1 only, which the card at 192.0.2.10 can never reach: listen on 0.0.0.0 or an address of this machine the card can send to';
+    assert.equal(trapReachProblem('127.0.0.1', '192.0.2.10'), want);
+    // Nothing is sent to 192.0.2.10: the warning is known from the settings alone.
+    const src = new SnmpSource({ host: '192.0.2.10', port: 161, version: 'v2c', community: 'apc', timeoutMs: 1500, retries: 0, profile: 'auto', traps: { address: '127.0.0.1', port: trapPort } });
+    assert.equal(src.warning, want);
+    await src.close();
+    // A loopback agent with loopback traps (this test bed) gets no such warning.
+    const { source } = await started({ community: 'apc' });
+    assert.equal(source.warning, null);
   });
 
   it('closing the flow closes the trap socket', async () => {

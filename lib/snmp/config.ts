@@ -3,6 +3,7 @@
  * schema): editor values validated with zod, and the factory for an SnmpSource. Secrets (community,
  * v3 keys) are Node-RED credentials and arrive separately.
  */
+import * as net from 'node:net';
 import { z } from 'zod';
 import { AUTH_PROTOCOLS, PRIV_PROTOCOLS, AuthProtocol, PrivProtocol, SecurityLevel, SnmpTarget } from './client';
 import { ProfileId } from './profiles';
@@ -59,6 +60,10 @@ export function snmpConfigIssues(c: SnmpConfig): Array<{ path: string; message: 
   const issues: Array<{ path: string; message: string }> = [];
   if (!c.host) issues.push({ path: 'host', message: 'host is required for an SNMP UPS' });
   if (c.snmpVersion === 'v3' && !c.snmpUser) issues.push({ path: 'snmpUser', message: 'SNMPv3 needs a user name' });
+  // The listener binds to it: a host name is not an address of this machine (and fails late).
+  if (c.snmpTraps && !net.isIP(c.snmpTrapAddress)) {
+    issues.push({ path: 'snmpTrapAddress', message: `the trap listen address must be an IP address of this machine (0.0.0.0 for all), not "${c.snmpTrapAddress}"` });
+  }
   return issues;
 }
 

@@ -14,7 +14,7 @@
 import { SourceError, UpsReading, UpsSource } from '../ups/source';
 import { SnmpClient, SnmpError, SnmpTarget, SnmpValue, describeTarget } from './client';
 import { PROFILES, Profile, ProfileId, Reading, SYS_DESCR, SYS_OBJECT_ID, TrapKind, classifyTrap, detectProfile, detectionOids } from './profiles';
-import { ReceivedTrap, TrapSubscription, subscribeTraps } from './traps';
+import { ReceivedTrap, TrapSubscription, subscribeTraps, trapReachProblem } from './traps';
 
 export interface SnmpTrapOptions {
   /** Bind address; default 127.0.0.1. */
@@ -63,7 +63,9 @@ export class SnmpSource implements UpsSource {
   }
 
   get warning(): string | null {
-    return [this.typeWarning, this.trapWarning].filter(Boolean).join(' · ') || null;
+    const t = this.opts.traps;
+    const reach = t ? trapReachProblem(t.address, this.opts.host) : null;
+    return [this.typeWarning, this.trapWarning, this.trapWarning ? null : reach].filter(Boolean).join(' · ') || null;
   }
 
   /** Start listening for traps (idempotent); a listener that cannot bind only warns. */

@@ -80,9 +80,12 @@ class TrapHub {
       failed = rej;
     });
     this.ready.catch(() => undefined);
+    let listening = false;
     this.receiver = snmp.createReceiver({ port, address, transport, disableAuthorization: false, includeAuthentication: true }, (err: any, n: any) => {
       if (err) {
-        if (err.code === 'EADDRINUSE' || err.code === 'EACCES' || err.code === 'EADDRNOTAVAIL' || err.syscall === 'bind') {
+        // Before 'listening' only the socket can fail (bind, or a name lookup for the address):
+        // whatever it is, the listener will not come up, and `ready` must say why.
+        if (!listening || err.code === 'EADDRINUSE' || err.code === 'EACCES' || err.code === 'EADDRNOTAVAIL' || err.syscall === 'bind') {
           failed(new Error(bindAdvice(err, address, port)));
         }
         return; // unauthorized or malformed packets: ignored
@@ -90,7 +93,10 @@ class TrapHub {
       this.dispatch(n);
     });
     for (const socket of Object.values<any>(this.receiver.listener.sockets)) {
-      socket.once('listening', () => bound());
+      socket.once('listening', () => {
+        listening = true;
+        bound();
+      });
       socket.unref?.();
     }
   }
@@ -166,9 +172,11 @@ class TrapHub {
 }
 
 function bindAdvice(err: NodeJS.ErrnoException, address: string, port: number): string {
+  if (!err || typeof err !== 'object') return `cannot listen for traps on ${address}:${port}: ${String(err)}`;
   if (err.code === 'EADDRINUSE') return `trap port ${address}:${port} is already in use (another trap receiver, e.g. snmptrapd?): choose another port`;
   if (err.code === 'EACCES') return `not allowed to listen on ${address}:${port}: ports below 1024 need privileges; use e.g. 16200 and point the UPS's trap receiver there`;
   if (err.code === 'EADDRNOTAVAIL') return `${address} is not an address of this machine: listen on 0.0.0.0 or one of its addresses`;
+  if (err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN' || err.syscall === 'getaddrinfo') return `cannot listen for traps on "${address}": give an IP address of this machine (0.0.0.0 for all), not a host name`;
   return `cannot listen for traps on ${address}:${port}: ${err.message}`;
 }
 
@@ -215,4 +223,21 @@ export function subscribeTraps(opts: TrapSubscriberOptions): TrapSubscription {
 /** For tests and diagnostics: how many trap sockets are open. */
 export function openTrapListeners(): number {
   return hubs.size;
+}
+
+/** An address only this machine can send to (127.0.0.0/8, ::1, localhost). */
+export function isLoopback(host: string): boolean {
+  const h = host.trim().toLowerCase().replace(/^\[|\]$/g, '').replace(/^::ffff:/, '');
+  return h === 'localhost' || h === '::1' || (net.isIPv4(h) && h.startsWith('127.'));
+}
+
+/**
+ * Why traps from `agentHost` can never arrive at a listener bound to `address` (null when they
+ * can): a card on the network cannot send to this machine's loopback address.
+ */
+export function trapReachProblem(address: string, agentHost: string): string | null {
+  if (isLoopback(address) && !isLoopback(agentHost)) {
+    return `traps: listening on ${address} only, which the card at ${agentHost} can never reach: listen on 0.0.0.0 or an address of this machine the card can send to`;
+  }
+  return null;
 }
