@@ -4,7 +4,7 @@
  */
 import { strict as assert } from 'node:assert';
 import { NutPeer } from './peers/nut';
-import { Collector, deviceConfig, errorsOf, helper, ourNodes, send, sleep, threshold, upsIn, waitForStatus } from './util/red';
+import { Collector, deviceConfig, errorsOf, helper, ourNodes, send, sleep, statuses, threshold, upsIn, waitForStatus } from './util/red';
 
 const MAINS = { 'ups.status': 'OL', 'battery.charge': '100', 'battery.runtime': '3600', 'input.voltage': '230.0', 'ups.load': '25' };
 
@@ -44,10 +44,12 @@ describe('runtime threshold with a real NUT server (UPS in → threshold)', func
 
   async function deploy(over: Record<string, unknown> = {}) {
     await helper.load(ourNodes, flow(over));
-    const c = { shutdown: new Collector('th-shutdown'), cancel: new Collector('th-cancel'), restore: new Collector('th-restore') };
+    const c = { shutdown: new Collector('th-shutdown'), cancel: new Collector('th-cancel'), restore: new Collector('th-restore'), state: new Collector('in-state') };
     await waitForStatus('th', (s) => s.fill === 'green' && /idle/.test(s.text ?? ''), 5000);
     return c;
   }
+
+  const warnings = () => helper.getNode('th').warn.getCalls().map((c: any) => String(c.args[0]));
 
   it('a real outage: shutdown once the runtime reading has stayed at or below the threshold for the hold time', async () => {
     const out = await deploy();
@@ -57,8 +59,9 @@ describe('runtime threshold with a real NUT server (UPS in → threshold)', func
     await peer.setVars('sim', { 'battery.runtime': '240' });
     const got = await out.shutdown.waitFor(() => true, 8000);
     const elapsed = got.at - t0;
-    // visible at upsd after ≤ ~1 s, polled within 0.5 s, then held for 2 s
-    assert.ok(elapsed >= 2000 && elapsed <= 4500, `shutdown ${elapsed} ms after the change`);
+    // visible at upsd after ≤ ~1 s, polled within 0.5 s, then held for 2 s (the upper bound only
+    // catches a hold that never ends; latency is measured in bench/)
+    assert.ok(elapsed >= 2000 && elapsed <= 10000, `shutdown ${elapsed} ms after the change`);
     const p = got.msg.payload;
     assert.equal(got.msg.topic, 'shutdown');
     assert.equal(p.decision, 'shutdown');
@@ -74,25 +77,30 @@ describe('runtime threshold with a real NUT server (UPS in → threshold)', func
   it('a blip shorter than the hold time, and LB on mains, decide nothing', async () => {
     const out = await deploy();
     await peer.setVars('sim', { 'ups.status': 'OB LB' });
-    await peer.waitFor('sim', 'ups.status', 'OB LB');
-    await sleep(600);
+    // the threshold must have seen the blip, or this test proves nothing
+    await out.state.waitFor((m) => m.payload.onBattery && m.payload.lowBattery, 5000);
+    await waitForStatus('th', (s) => s.fill === 'yellow', 2000);
     await peer.setVars('sim', { 'ups.status': 'OL LB' });
-    await peer.waitFor('sim', 'ups.status', 'OL LB');
+    await out.state.waitFor((m) => !m.payload.onBattery && m.payload.lowBattery, 5000);
     await sleep(4000);
     assert.equal(out.shutdown.received.length, 0);
-    const warned = helper.getNode('th').warn.getCalls().map((c: any) => String(c.args[0]));
-    assert.ok(warned.some((w: string) => /low battery while on mains with normal input voltage: ignored/.test(w)), warned.join('\n'));
+    const warned = warnings();
+    assert.ok(warned.some((w: string) => /low battery while on mains with normal input voltage \(230 V\): ignored/.test(w)), warned.join('\n'));
+    await waitForStatus('th', (s) => s.fill === 'green' && s.text === 'idle · on mains', 3000);
   });
 
-  it('runtime 65535 on battery: no shutdown, a warning about the implausible reading', async () => {
-    const out = await deploy();
-    await peer.setVars('sim', { 'ups.status': 'OB DISCHRG', 'battery.runtime': '65535' });
-    await peer.waitFor('sim', 'ups.status', 'OB DISCHRG');
-    await sleep(4000);
-    assert.equal(out.shutdown.received.length, 0);
-    const warned = helper.getNode('th').warn.getCalls().map((c: any) => String(c.args[0]));
-    assert.ok(warned.some((w: string) => /implausible runtime \(65535 s\): not used for decisions/.test(w)), warned.join('\n'));
-  });
+  for (const bad of ['65535', '0', '-1']) {
+    it(`runtime ${bad} on battery: no shutdown, a warning about the implausible reading`, async () => {
+      const out = await deploy();
+      await peer.setVars('sim', { 'ups.status': 'OB DISCHRG', 'battery.charge': '80', 'battery.runtime': bad });
+      const t0 = Date.now();
+      await waitFor(() => warnings().some((w: string) => w.includes(`implausible runtime (${bad} s): not used for decisions`)), 5000);
+      // runtime hold is 2 s: give it well over that after the reading arrived
+      await sleep(Math.max(0, 3500 - (Date.now() - t0)) + 1500);
+      assert.equal(out.shutdown.received.length, 0);
+      assert.equal(out.state.messages.at(-1).payload.runtime, Number(bad));
+    });
+  }
 
   it('mains back before the point of no return: cancel', async () => {
     const out = await deploy({ obLbHold: 1 });
@@ -121,8 +129,21 @@ describe('runtime threshold with a real NUT server (UPS in → threshold)', func
     const t0 = Date.now();
     await peer.setVars('sim', { 'battery.charge': '55' });
     const r = await out.restore.waitFor(() => true, 8000);
-    assert.ok(r.at - t0 < 3000, 'restore as soon as the charge is there (mains was already stable)');
+    assert.ok(r.at - t0 < 6000, 'restore as soon as the charge is there (mains was already stable)');
     assert.match(r.msg.payload.reason.message, /^mains back for \d+ s and charge 55% ≥ 50%: restore$/);
+  });
+
+  it('restore only once mains has been back for S seconds, not before', async () => {
+    const out = await deploy({ obLbHold: 1, noReturnAfter: 0, restoreAfter: 4, restoreCharge: 50 });
+    await peer.setVars('sim', { 'ups.status': 'OB DISCHRG LB', 'battery.charge': '15' });
+    await out.shutdown.waitFor(() => true, 8000);
+    const from = out.state.received.length;
+    await peer.setVars('sim', { 'ups.status': 'OL CHRG', 'battery.charge': '80' });
+    const back = await out.state.waitFor((m) => !m.payload.onBattery, 5000, from);
+    const r = await out.restore.waitFor(() => true, 15000);
+    // measured from the state that told the threshold mains was back
+    assert.ok(r.at - back.at >= 3900, `restore ${r.at - back.at} ms after mains came back`);
+    assert.match(r.msg.payload.reason.message, /^mains back for [4-9] s and charge 80% ≥ 50%: restore$/);
   });
 
   it('communication lost while on battery: failsafe shutdown after T', async () => {
@@ -134,7 +155,7 @@ describe('runtime threshold with a real NUT server (UPS in → threshold)', func
     try {
       const got = await out.shutdown.waitFor(() => true, 10000);
       assert.equal(got.msg.payload.reason.vector, 'commLost');
-      assert.ok(got.at - t0 >= 3000 && got.at - t0 < 5000, `failsafe after ${got.at - t0} ms`);
+      assert.ok(got.at - t0 >= 3000 && got.at - t0 < 12000, `failsafe after ${got.at - t0} ms`);
     } finally {
       await peer.startDriver('sim');
     }
