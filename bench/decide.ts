@@ -16,8 +16,7 @@ function config(): ThresholdConfig {
   c.timeOnBattery.after = 1e6;
   c.depletion.rate = 100;
   c.budget.planDuration = 0;
-  c.budget.margin = 0;
-  c.obLb.enabled = false;
+  c.budget.margin = 0; // obLb stays on: the states below carry no LB
   return c;
 }
 
