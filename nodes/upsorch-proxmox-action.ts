@@ -7,7 +7,7 @@ import { HttpRequest, HttpResponse, NodeAPI, errorText } from './red';
 import { ActionNode, ActionSpec, setupActionNode } from './action-node';
 import { ProxmoxConnectionNode } from './hypervisor-types';
 import { Operation } from '../lib/actions/contract';
-import { ProxmoxDriver } from '../lib/proxmox/driver';
+import { ProxmoxDriver, nodeTaskBudgetMs } from '../lib/proxmox/driver';
 import { ProxmoxCredentials, listProxmoxTargets, parseProxmoxAction, proxmoxSettings } from '../lib/proxmox/config';
 
 function connectionOf(RED: NodeAPI, id: unknown): ProxmoxConnectionNode {
@@ -16,6 +16,9 @@ function connectionOf(RED: NodeAPI, id: unknown): ProxmoxConnectionNode {
   if (n.configError) throw new Error(`Proxmox connection "${n.name || n.id}": ${n.configError}`);
   return n;
 }
+
+/** Guests per node until a listing told (for the phase's time before the first run). */
+const ASSUMED_GUESTS = 8;
 
 export = function register(RED: NodeAPI): void {
   function ProxmoxAction(this: ActionNode, raw: Record<string, unknown>): void {
@@ -29,15 +32,26 @@ export = function register(RED: NodeAPI): void {
       const c = (conn = connectionOf(RED, cfg.connection));
       const requestMs = c.upsorchClient!().settings.timeoutMs;
       c.upsorchRegister?.(node.id);
+      // Guests per node as last listed (a node's stopall takes longer the more guests it has).
+      const seen = new Map<string, number>();
+      const nodeGuests = (): number => {
+        const names = cfg.selection.names?.length ? cfg.selection.names : [...seen.keys()];
+        const counts = names.map((n) => seen.get(n)).filter((n): n is number => n !== undefined);
+        return counts.length ? Math.max(...counts) : ASSUMED_GUESTS;
+      };
       spec = {
-        createDriver: () => new ProxmoxDriver(c.upsorchClient!(), { kind: cfg.kind, pollMs: cfg.poll * 1000 }),
+        createDriver: () => new ProxmoxDriver(c.upsorchClient!(), { kind: cfg.kind, pollMs: cfg.poll * 1000, seen }),
         operationFor: (direction) => (direction === 'shutdown' ? cfg.shutdownOp : cfg.startupOp) as Operation,
         selection: cfg.selection,
         options: (op) => ({ operation: op, timeoutMs: cfg.timeout * 1000, force: cfg.force, extra: { haStopFirst: cfg.haStopFirst, startAllForce: cfg.startAllForce } }),
         concurrency: cfg.concurrency,
         connectTimeoutMs: cfg.connectTimeout * 1000,
-        // Graceful wait (stopall: per guest, so twice), then the stop task, each request bounded.
-        targetTimeoutMs: cfg.timeout * 1000 * (cfg.kind === 'node' ? 2 : 1) + 4 * requestMs + 120_000,
+        // Guests: the graceful wait, then the stop task. Nodes: stopall for the guests last seen
+        // there, or the wait until the node is offline. Each request bounded.
+        get targetTimeoutMs() {
+          const work = cfg.kind === 'node' ? nodeTaskBudgetMs('shutdown', nodeGuests(), cfg.timeout * 1000) : cfg.timeout * 1000;
+          return work + 4 * requestMs + 120_000;
+        },
         expectedTargets: cfg.selection.names?.length || 4,
       };
     } catch (err) {

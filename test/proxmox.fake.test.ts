@@ -202,6 +202,27 @@ describe('Proxmox VE actions against the schema-checked fake API', function () {
       assert.equal(fake.guest(105).status, 'stopped', 'win has not');
     });
 
+    it('a node action allows stopall time for every guest last seen on the node, one after the other', async () => {
+      const many: FakeGuest[] = Array.from({ length: 20 }, (_, i) => ({ vmid: 200 + i, type: 'lxc' as const, node: 'big', name: `ct-${i}`, status: 'running' as const, shutdownMs: 50 }));
+      const big = await PveFake.start({ nodes: ['pve1', 'big'], apiNode: 'pve1', guests: many, tokens: [TOKEN] });
+      try {
+        await load(big, { kind: 'node', names: ['big'], shutdownOp: 'shutdown', timeout: 5 });
+        const action = (helper.getNode('act') as any).upsorchAction;
+        const before = action.budgetMs();
+        await request({ topic: 'status' });
+        const after = action.budgetMs();
+        // 20 guests × (5 s + 60 s for the hard stop) at least; before any listing 8 are assumed.
+        assert.ok(after >= 20 * 65_000, `budget after listing ${after} ms`);
+        assert.ok(before < after && before >= 8 * 65_000, `budget before listing ${before} ms`);
+        const report = await request({ topic: 'shutdown' });
+        assert.equal(report.ok, true, JSON.stringify(report));
+        assert.ok(many.every((g) => big.guest(g.vmid).status === 'stopped'));
+      } finally {
+        await helper.unload();
+        await big.stop();
+      }
+    });
+
     it('shuts a node down and sees it go offline; the node serving the API going away also counts', async () => {
       await load(fake, { kind: 'node', names: ['pve2'], shutdownOp: 'host-shutdown', timeout: 10 });
       const report = await request({ topic: 'shutdown' });

@@ -22,6 +22,21 @@ export interface ProxmoxDriverOptions {
   kind: ProxmoxKind;
   /** How often task and guest status are read while waiting, ms (default 1000). */
   pollMs?: number;
+  /** Filled by every listing: guests per node, for the action's time budget. */
+  seen?: Map<string, number>;
+}
+
+/** A guest's hard stop (or start) after its graceful part, as stopall / startall run them. */
+const GUEST_STEP_MS = 60_000;
+
+/**
+ * How long stopall / suspendall / startall on a node with `guests` guests may take. Proxmox runs
+ * `max-workers` guests at once (datacenter.cfg, else the CPU threads up to 8), which the API
+ * token may not read: one at a time is the bound, each getting its timeout plus the hard stop.
+ */
+export function nodeTaskBudgetMs(op: Operation, guests: number, timeoutMs: number): number {
+  const per = op === 'start' ? GUEST_STEP_MS : timeoutMs + GUEST_STEP_MS;
+  return Math.max(timeoutMs * 2, Math.max(1, guests) * per) + 60_000;
 }
 
 /** Extras the action node passes in ActOptions.extra. */
@@ -112,6 +127,7 @@ export class ProxmoxDriver implements ActionDriver {
     const nodes = all.filter((r) => r.type === 'node' && r.node).sort((a, b) => a.node!.localeCompare(b.node!));
     this.guests = new Map(guests.map((g) => [String(g.vmid), g]));
     this.nodes = new Map(nodes.map((n) => [n.node!, n]));
+    for (const n of nodes) this.o.seen?.set(n.node!, guests.filter((g) => g.node === n.node).length);
     return this.o.kind === 'guest' ? guests.map(guestTarget) : nodes.map((n) => nodeTarget(n, guests, operation));
   }
 
@@ -306,7 +322,10 @@ export class ProxmoxDriver implements ActionDriver {
       const end = await waitTask(this.client, upid, limitMs, signal, this.pollMs);
       return end.exitstatus === 'OK' ? '' : ` (${end.exitstatus})`;
     };
-    const budget = opts.timeoutMs * 2 + 60_000;
+    const info = t.info ?? {};
+    const running = typeof info.running === 'number' ? info.running : 0;
+    const stopped = (typeof info.guests === 'number' ? info.guests : 0) - running;
+    const budget = nodeTaskBudgetMs(opts.operation, opts.operation === 'start' ? stopped : running, opts.timeoutMs);
     switch (opts.operation) {
       case 'shutdown': {
         const warn = await task('stopall', { timeout: secs, 'force-stop': opts.force }, budget);
