@@ -204,7 +204,7 @@ export class DecisionEngine {
     this.clock(now);
     const listed = Object.keys(this.config.supplies);
     const warnings: Warning[] = [];
-    if (listed.length && !(state.ups in this.config.supplies) && !this.ups.get(state.ups)?.warned.has('unknown-ups')) {
+    if (listed.length && !Object.hasOwn(this.config.supplies, state.ups) && !this.ups.get(state.ups)?.warned.has('unknown-ups')) {
       warnings.push({ ups: state.ups, code: 'unknown-ups', ts: now, message: `UPS ${state.ups} is not listed under UPSes (${listed.join(', ')}): it counts with power value 1; check the UPS name` });
     }
     const t = this.track(state.ups);
@@ -597,7 +597,7 @@ export class DecisionEngine {
       case 'all':
         return names.every((n) => critical.has(n) || notAnswering.has(n));
       case 'min': {
-        const healthy = names.filter((n) => !critical.has(n) && !notAnswering.has(n)).reduce((sum, n) => sum + (this.config.supplies[n] ?? 1), 0);
+        const healthy = names.filter((n) => !critical.has(n) && !notAnswering.has(n)).reduce((sum, n) => sum + (Object.hasOwn(this.config.supplies, n) ? this.config.supplies[n] : 1), 0);
         return healthy < this.config.minSupplies;
       }
     }
