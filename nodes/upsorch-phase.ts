@@ -166,7 +166,9 @@ export = function register(RED: NodeAPI): void {
         }
         const req: RunRequest = { direction: cmd.direction, dryRun: cmd.dryRun, origin: 'local', topic: key, ...(msg.payload !== undefined && typeof msg.payload === 'object' ? { reason: msg.payload } : {}) };
         const r = planNode.request(req);
-        if (!r.started) node.warn(`${key}: ${r.reason}`);
+        // Held while the plan loads its saved state: warn with what became of it.
+        if (!r.started && r.later) void r.later.then((r2) => !r2.started && !closing && node.warn(`${key}: ${r2.reason}`));
+        else if (!r.started) node.warn(`${key}: ${r.reason}`);
         done();
       } catch (err) {
         node.status({ fill: 'red', shape: 'ring', text: shortStatus(errorText(err)) });

@@ -89,17 +89,26 @@ export = function register(RED: NodeAPI): void {
       pending = null;
       clearTimeout(resumeTimer);
       if (missing.length) node.warn(`resuming run ${rec.id.slice(0, 8)} without ${missing.map((p) => `"${p.name}"`).join(', ')}: no longer in the flow`);
-      node.plan.resume(rec, (id) => phases.get(id));
+      node.plan.resume(rec, (id) => phases.get(id), resolve);
     };
+    // A startup queued before the restart behind a shutdown that is not resumed runs once the phases exist.
+    let flowsStarted = false;
     const onFlowsStarted = () =>
       setImmediate(() => {
+        flowsStarted = true;
+        if (closed) return;
         tryResume(true);
         node.plan.resumeStalled((id) => phases.get(id));
+        node.plan.startQueued(resolve);
       });
     RED.events.on('flows:started', onFlowsStarted);
     node.plan.init().then(
       (rec) => {
-        if (!rec || closed) return;
+        if (closed) return;
+        if (!rec) {
+          if (flowsStarted) node.plan.startQueued(resolve);
+          return;
+        }
         pending = rec;
         tryResume(false);
         if (pending) resumeTimer = setTimeout(() => tryResume(true), RESUME_WAIT_MS);

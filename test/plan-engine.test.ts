@@ -398,6 +398,77 @@ describe('plan run machinery (lib/plan)', () => {
     assert.match(report.phases[1].note!, /gate opened: runtime ≤ 5 min/);
   });
 
+  it('a startup queued behind a shutdown survives a restart of Node-RED and follows the resumed shutdown', async () => {
+    const inv = new Inventory(['a1', 'b1'], 150);
+    const mk = () => [phase('one', [action('x1', inv, ['a1'])], {}, ['two']), phase('two', [action('x2', inv, ['b1'])])];
+    const plan = newPlan({ bootId: () => 'boot-1' });
+    plan.request({ direction: 'shutdown', dryRun: false, origin: 'local', topic: 'shutdown' }, resolver(mk()));
+    await until(() => inv.calls.includes('shutdown a1'));
+    const q = plan.request({ direction: 'startup', dryRun: false, origin: 'local', topic: 'restore' }, resolver(mk()));
+    assert.equal(q.started === false && q.queued, true);
+    await plan.close();
+    const saved = JSON.parse(fs.readFileSync(path.join(dir, 'plan-p1.json'), 'utf8'));
+    assert.equal(saved.queued?.direction, 'startup', 'the queued startup is in the plan file');
+    const again = newPlan({ bootId: () => 'boot-1' });
+    const rec = await again.init();
+    const phases2 = mk();
+    const down = reportOf(again);
+    again.resume(rec!, (id) => phases2.find((p) => p.id === id), resolver(phases2));
+    assert.equal((await down).direction, 'shutdown');
+    const up = await reportOf(again);
+    assert.equal(up.direction, 'startup', 'the queued startup followed');
+    assert.equal(up.trigger.topic, 'restore');
+    assert.deepEqual(inv.calls.filter((c) => c.startsWith('start')), ['start b1', 'start a1']);
+    assert.equal(JSON.parse(fs.readFileSync(path.join(dir, 'plan-p1.json'), 'utf8')).queued, null);
+  });
+
+  it('a startup queued behind a shutdown cut short by a power cut runs once the flow is back', async () => {
+    const inv = new Inventory(['a1', 'b1'], 150);
+    const mk = () => [phase('one', [action('x1', inv, ['a1'])], {}, ['two']), phase('two', [action('x2', inv, ['b1'])])];
+    const plan = newPlan({ bootId: () => 'boot-1' });
+    plan.request({ direction: 'shutdown', dryRun: false, origin: 'local', topic: 'shutdown' }, resolver(mk()));
+    await until(() => inv.calls.includes('shutdown a1'));
+    plan.request({ direction: 'startup', dryRun: false, origin: 'local', topic: 'restore' }, resolver(mk()));
+    await plan.close();
+    await until(() => inv.power.get('a1') === 'off');
+    const again = newPlan({ bootId: () => 'boot-2' });
+    assert.equal(await again.init(), null, 'the shutdown is not resumed');
+    const up = reportOf(again);
+    assert.equal(again.startQueued(resolver(mk())), true);
+    const r = await up;
+    assert.equal(r.direction, 'startup');
+    assert.deepEqual(inv.calls, ['shutdown a1', 'start a1'], 'it starts what the cut-short shutdown turned off');
+  });
+
+  it('a request while the saved state is loading waits for it and sees the saved switch; resume is refused while a run is active', async () => {
+    const inv = new Inventory(['a1']);
+    const first = newPlan();
+    await first.setArmed(false, 'Home Assistant');
+    const again = newPlan(); // configured armed, as before: the saved "disarmed" holds
+    const events: RunEvent[] = [];
+    again.subscribe((e) => events.push(e));
+    const loading = again.init();
+    const r = again.request({ direction: 'shutdown', dryRun: false, origin: 'local', topic: 'shutdown' }, resolver([phase('one', [action('x', inv, ['a1'])])]));
+    assert.equal(r.started, false);
+    assert.match((r as { reason: string }).reason, /loading its saved state/);
+    await loading;
+    assert.ok(events.some((e) => e.type === 'run-refused' && /disarmed/.test(e.message)), 'refused with the saved switch, once loaded');
+    await new Promise((res) => setTimeout(res, 100));
+    assert.deepEqual(inv.calls, []);
+
+    // A run is active: resuming another record must not start a second loop beside it.
+    await again.setArmed(true, 'test');
+    const slow = new Inventory(['s1'], 300);
+    const phases = [phase('one', [action('x', slow, ['s1'])])];
+    const done = reportOf(again);
+    assert.equal(again.request({ direction: 'shutdown', dryRun: false, origin: 'local', topic: 'shutdown' }, resolver(phases)).started, true);
+    const stale = { ...again.lastRun()!, id: 'other-run' };
+    assert.equal(again.resume(stale, (id) => phases.find((p) => p.id === id)), null);
+    const report = await done;
+    assert.notEqual(report.id, 'other-run');
+    assert.deepEqual(slow.calls, ['shutdown s1']);
+  });
+
   it('the startup after a shutdown starts only what that shutdown turned off, not what was off before the outage', async () => {
     const inv = new Inventory(['web', 'db', 'old']);
     inv.power.set('old', 'off'); // off before the outage

@@ -53,7 +53,10 @@ export interface RunRequest {
   reason?: unknown;
 }
 
-export type RequestResult = { started: true; run: RunRef } | { started: false; queued: boolean; reason: string };
+export type RequestResult =
+  | { started: true; run: RunRef }
+  /** `later`: the request was held while the saved state loaded; resolves with what became of it. */
+  | { started: false; queued: boolean; reason: string; later?: Promise<RequestResult> };
 
 /** Finds the phases of a direction in run order; throws when the wiring is not one chain. */
 export type ChainResolver = (direction: Direction) => PhaseHandle[];
@@ -87,7 +90,14 @@ export class Plan {
   private cancelAc: AbortController | null = null;
   /** The phases of the run in progress (to finish a run that is preempted). */
   private handles: Map<string, PhaseHandle> | null = null;
-  private queued: { req: RunRequest; resolve: ChainResolver } | null = null;
+  /** A startup waiting for the shutdown run to end; saved, so it survives a restart (resolve comes back with resume()). */
+  private queued: { req: RunRequest; resolve: ChainResolver | null } | null = null;
+  /**
+   * Until the saved state is loaded (and a run found there resumed), requests are held: they must
+   * see the saved armed switch and must not start a run beside the one about to resume.
+   */
+  private settling = false;
+  private held: Array<{ req: RunRequest; resolve: ChainResolver; answer: (r: RequestResult) => void }> = [];
   private listeners = new Set<(e: RunEvent) => void>();
   private persistFailed = false;
   private closed = false;
@@ -127,6 +137,19 @@ export class Plan {
 
   /** Load saved state. Returns the run that was in progress when Node-RED stopped, if any. */
   async init(): Promise<RunRecord | null> {
+    this.settling = true;
+    let rec: RunRecord | null = null;
+    try {
+      rec = await this.load();
+    } catch (err) {
+      this.log('error', `plan "${this.name}": cannot load the saved state: ${(err as Error).message}`);
+    }
+    // Held requests run now, or right after the resume when there is a run to resume.
+    if (!rec) this.settle();
+    return rec;
+  }
+
+  private async load(): Promise<RunRecord | null> {
     if (!this.store) return null;
     let saved: PlanFile | null = null;
     try {
@@ -140,6 +163,7 @@ export class Plan {
     this.armed = changed ? this.configuredArmed : saved.armed;
     this.record = saved.run;
     this.restore = saved.restore ?? null;
+    if (saved.queued && !this.queued) this.queued = { req: saved.queued, resolve: null };
     const rec = saved.run;
     // The machine itself restarted since the record was written: the power was cut (or the host
     // rebooted) mid-shutdown. Resuming would shut down again what has just come back up.
@@ -218,6 +242,14 @@ export class Plan {
       return { started: false, queued, reason };
     };
     if (this.closed) return refuse('the plan is stopping');
+    if (this.settling) {
+      const reason = 'the plan is loading its saved state; this request runs as soon as it is loaded';
+      this.log('info', `plan "${this.name}": ${req.dryRun ? 'dry-run' : req.direction} (${req.topic}, ${req.origin}) held: ${reason}`);
+      let answer: (r: RequestResult) => void = () => undefined;
+      const later = new Promise<RequestResult>((r) => (answer = r));
+      this.held.push({ req, resolve, answer });
+      return { started: false, queued: true, reason, later };
+    }
     if (req.origin === 'remote' && !req.dryRun && !this.allowRemote) return refuse('remote runs are not allowed for this plan (enable "allow runs from Home Assistant / MQTT")');
     if (!req.dryRun && !this.armed) return refuse('the plan is disarmed');
     const cur = this.running();
@@ -225,7 +257,8 @@ export class Plan {
     const preempts = !!cur && req.direction === 'shutdown' && !req.dryRun && (cur.direction === 'startup' || cur.dryRun);
     if (cur && !preempts) {
       if (req.direction === 'startup' && cur.direction === 'shutdown' && !req.dryRun && !cur.dryRun) {
-        this.queued = { req, resolve };
+        this.queued = { req: { ...req }, resolve };
+        void this.persist();
         return refuse(`a shutdown run (${short(cur.id)}) is in progress; the startup follows when it ends`, true);
       }
       return refuse(`run ${short(cur.id)} (${cur.dryRun ? 'dry-run' : cur.direction}) is in progress`);
@@ -309,8 +342,35 @@ export class Plan {
     return Promise.race([loop, new Promise<void>((r) => (timer = setTimeout(r, PREEMPT_SETTLE_MS)))]).finally(() => clearTimeout(timer));
   }
 
-  /** Resume the run that was in progress when Node-RED stopped. */
-  resume(rec: RunRecord, find: (phaseId: string) => PhaseHandle | undefined): RunRef {
+  /** Run the requests held while the saved state was loading, in order, under the usual rules. */
+  private settle(): void {
+    this.settling = false;
+    const held = this.held.splice(0);
+    for (const h of held) h.answer(this.request(h.req, h.resolve));
+  }
+
+  /**
+   * Start the saved queued startup when no run is left to precede it (its shutdown was not
+   * resumed: the machine itself restarted). Returns true if there was one.
+   */
+  startQueued(resolve: ChainResolver): boolean {
+    const q = this.queued;
+    if (!q || this.active || this.closed || this.settling || this.record?.state === 'running') return false;
+    this.queued = null;
+    this.log('info', `plan "${this.name}": starting the startup queued before the restart`);
+    const r = this.request(q.req, q.resolve ?? resolve);
+    if (!r.started) void this.persist();
+    return true;
+  }
+
+  /** Resume the run that was in progress when Node-RED stopped. Refused while a run is active. */
+  resume(rec: RunRecord, find: (phaseId: string) => PhaseHandle | undefined, resolve?: ChainResolver): RunRef | null {
+    if (this.active) {
+      this.log('warn', `plan "${this.name}": run ${short(rec.id)} not resumed: run ${short(this.record?.id ?? '')} is in progress`);
+      this.settle();
+      return null;
+    }
+    if (resolve && this.queued && !this.queued.resolve) this.queued.resolve = resolve;
     this.record = rec;
     rec.resumed.push(this.now());
     const handles = new Map<string, PhaseHandle>();
@@ -322,6 +382,7 @@ export class Plan {
     this.log('warn', `plan "${this.name}": resuming ${rec.direction} run ${short(rec.id)} after a restart`);
     this.emit({ type: 'run-resumed', message: `${rec.dryRun ? 'dry-run ' : ''}${rec.direction} run ${short(rec.id)} resumed after a restart` });
     this.startLoop(rec, handles);
+    this.settle();
     return refOf(rec);
   }
 
@@ -331,6 +392,7 @@ export class Plan {
     if (!rec || rec.state !== 'running' || !this.active) {
       if (this.queued) {
         this.queued = null;
+        void this.persist();
         return { ok: true, reason: 'the queued startup was dropped' };
       }
       return { ok: false, reason: 'no run in progress' };
@@ -352,7 +414,8 @@ export class Plan {
   /** Node-RED is stopping: abort work in flight, keep the record as "running" so it resumes. */
   async close(): Promise<void> {
     this.closed = true;
-    this.queued = null;
+    // A queued startup stays in the saved state: it follows the resumed shutdown after the restart.
+    for (const h of this.held.splice(0)) h.answer({ started: false, queued: false, reason: 'the plan is stopping' });
     this.runAc?.abort(new Interrupted());
     const active = this.active;
     if (active) await Promise.race([active, new Promise((r) => setTimeout(r, 8000).unref())]);
@@ -383,9 +446,13 @@ export class Plan {
       this.active = null;
       this.handles = null;
       this.emitState();
+      // The queued startup follows a shutdown that ended, not one paused by a redeploy.
       const q = this.queued;
-      this.queued = null;
-      if (q && !this.closed && !runSignal.aborted) this.request(q.req, q.resolve);
+      if (q?.resolve && !this.closed && !runSignal.aborted && rec.state !== 'running') {
+        this.queued = null;
+        const r = this.request(q.req, q.resolve);
+        if (!r.started) void this.persist();
+      }
     });
     this.active = active;
   }
@@ -704,7 +771,16 @@ export class Plan {
   private async persist(): Promise<void> {
     if (!this.store) return;
     try {
-      await this.store.save({ version: 1, armed: this.armed, configuredArmed: this.configuredArmed, run: this.record, restore: this.restore, savedAt: this.now(), ...(this.bootId ? { bootId: this.bootId } : {}) });
+      await this.store.save({
+        version: 1,
+        armed: this.armed,
+        configuredArmed: this.configuredArmed,
+        run: this.record,
+        restore: this.restore,
+        queued: this.queued?.req ?? null,
+        savedAt: this.now(),
+        ...(this.bootId ? { bootId: this.bootId } : {}),
+      });
       if (this.persistFailed) this.log('info', `plan "${this.name}": the run record is written again`);
       this.persistFailed = false;
     } catch (err) {
@@ -738,7 +814,12 @@ function restoreOf(rec: RunRecord): Restore {
   const phasesNotRun: string[] = [];
   for (const p of rec.phases) {
     if (p.state === 'pending' || p.state === 'waiting' || (p.state === 'skipped' && p.actions.length === 0)) phasesNotRun.push(p.id);
-    for (const a of p.actions) actions[a.id] = a.results.filter((r) => r.ok && (r.method === 'graceful' || r.method === 'forced' || (r.method === 'already' && r.undoOnStartup))).map((r) => r.target);
+    for (const a of p.actions) {
+      const off = a.results.filter((r) => r.ok && (r.method === 'graceful' || r.method === 'forced' || (r.method === 'already' && r.undoOnStartup))).map((r) => r.target);
+      // Acted on but no result: the run was cut short (power cut) while it went down; the startup checks it.
+      const inFlight = a.started.filter((t) => !a.results.some((r) => r.target === t));
+      actions[a.id] = [...off, ...inFlight];
+    }
   }
   return { actions, phasesNotRun };
 }

@@ -23,6 +23,17 @@ export interface PlanFile {
    * startup starts these, not what was already off before the outage.
    */
   restore?: Restore | null;
+  /** A startup asked for during a shutdown run: it follows that run, also after a restart. */
+  queued?: QueuedRequest | null;
+}
+
+/** A run request as saved (the fields of RunRequest). */
+export interface QueuedRequest {
+  direction: 'shutdown' | 'startup';
+  dryRun: boolean;
+  origin: 'local' | 'remote';
+  topic: string;
+  reason?: unknown;
 }
 
 export class PlanStore {
