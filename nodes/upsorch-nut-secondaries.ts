@@ -1,7 +1,8 @@
 /**
  * "NUT secondaries" action: raises FSD on a UPS served by a NUT server node, then waits until the
  * NAS boxes and upsmon secondaries logged in to it have logged out, or its timeout passes; one
- * result per client says who left and who did not. Startup clears FSD.
+ * result per client says who left and who did not, and an expected client that is not logged in
+ * fails the step. Startup clears FSD.
  */
 import { NodeAPI, errorText } from './red';
 import { ActionNode, ActionSpec, setupActionNode } from './action-node';
@@ -28,9 +29,9 @@ export = function register(RED: NodeAPI): void {
         return n.upsorchNutServer;
       };
       spec = {
-        createDriver: () => new NutSecondariesDriver(server(), { ups: cfg.ups }),
+        createDriver: () => new NutSecondariesDriver(server(), { ups: cfg.ups, expected: cfg.expected }),
         operationFor: (direction) => (direction === 'shutdown' ? 'shutdown' : cfg.clearOnStartup ? 'start' : 'none'),
-        // The UPS (FSD) and every logged-in client: the UPS names are chosen in the driver.
+        // The UPS (FSD), every logged-in client and every expected one missing: chosen in the driver.
         selection: { patterns: ['*'] },
         options: (op) => ({ operation: op, timeoutMs: cfg.timeoutMs, force: false }),
         // Every client waits at the same time, as upsmon's HOSTSYNC does.

@@ -5,10 +5,13 @@
  * action finds the running server through this node.
  */
 import * as os from 'node:os';
+import * as path from 'node:path';
 import { HttpRequest, HttpResponse, NodeAPI, UpsDeviceNode, errorText } from './red';
 import { NutServer, ServedUps } from '../lib/nutserver/server';
 import { ServerCredentials, connectionString, isWildcard, parseServerConfig } from '../lib/nutserver/config';
-import { nutCommands, simCommands } from '../lib/nutserver/commands';
+import { commandsFor } from '../lib/nutserver/commands';
+import { FileFsdStore, fsdStoreFile } from '../lib/nutserver/fsd-store';
+import { DeviceCredentials } from '../lib/ups/config';
 import { UpsState } from '../lib/ups/state';
 import { NutServerNode } from './nut-server-types';
 
@@ -33,19 +36,20 @@ export = function register(RED: NodeAPI): void {
         if (dev.configError || !dev.config) throw new Error(`UPS ${i + 1} ("${slot.name}"): ${dev.configError ?? 'invalid UPS device'}`);
         let latest: UpsState | undefined;
         unsubscribes.push(dev.subscribe((s) => (latest = s)));
-        const c = dev.config;
-        const creds = (dev.credentials ?? {}) as { username?: string; password?: string };
-        const commands = c.source === 'sim'
-          ? simCommands((cmd, value) => dev.simulate(cmd, value))
-          : nutCommands({
-            host: c.host, port: c.port, ups: c.upsName, username: creds.username || undefined, password: creds.password || undefined,
-            starttls: c.starttls, tls: { verify: c.tlsVerify, fingerprint: c.tlsFingerprint || undefined }, timeoutMs: c.timeout * 1000,
-          });
-        return { name: slot.name, description: slot.description || undefined, state: () => latest, maxAgeMs: maxAgeFor(dev), commands };
+        const { commands, meta } = commandsFor(dev.config, (dev.credentials ?? {}) as DeviceCredentials, (cmd, value) => dev.simulate(cmd, value));
+        return { name: slot.name, description: slot.description || undefined, state: () => latest, maxAgeMs: maxAgeFor(dev), commands, meta };
       });
+      // FSD is kept on disk: after a restart mid-shutdown the NAS boxes still see it.
+      const dir = path.join(RED.settings.userDir || path.join(os.homedir(), '.node-red'), 'ups-orchestrator');
       server = new NutServer({
         host: cfg.host, port: cfg.port, ups: served, users: cfg.users, allow: cfg.allow, idleTimeoutMs: cfg.idleTimeoutMs, maxConnections: cfg.maxConnections,
+        fsdStore: new FileFsdStore(fsdStoreFile(dir, node.id)),
       });
+      if (server.storeError) node.error(`NUT server: ${server.storeError}`);
+      for (const r of server.restoredFsd) {
+        node.warn(`FSD on ${r.ups} is still raised (by ${r.by}, ${new Date(r.at).toISOString()}), kept across the restart: clients that log in shut down; the startup direction of NUT secondaries or Clear FSD clears it`);
+      }
+      for (const u of cfg.usersWithoutPassword) node.warn(`user "${u}" has no password yet: it cannot log in until one is set in the NUT server dialog`);
       node.upsorchNutServer = server;
       server.on('login', (c) => node.log(`${c.username}@${c.address} logged in to ${c.ups}`));
       server.on('logout', (c) => node.log(`${c.username}@${c.address} left ${c.ups} (${c.reason})`));

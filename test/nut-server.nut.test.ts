@@ -98,15 +98,28 @@ function secondaries(over: Record<string, unknown> = {}): Record<string, unknown
   ];
 }
 
+/** A fresh Node-RED user dir per test: the NUT server keeps FSD there, and it must not leak between tests. */
+function freshUserDir(): () => void {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'upsorch-nut-userdir-'));
+  helper.settings({ userDir: dir });
+  return () => {
+    helper.settings({ userDir: undefined });
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+}
+
 describe('NUT server node with real NUT clients (upsc, upscmd, upsrw, upsmon)', function () {
   this.timeout(90_000);
   let port: number;
+  let dropUserDir: () => void;
 
   beforeEach(async () => {
     port = await freePort();
+    dropUserDir = freshUserDir();
   });
   afterEach(async () => {
     await helper.unload();
+    dropUserDir();
   });
 
   const load = (flow: Record<string, unknown>[], creds: Record<string, unknown> = {}) =>
@@ -214,7 +227,7 @@ describe('NUT server node with real NUT clients (upsc, upscmd, upsrw, upsmon)', 
       assert.match(srvNode.listenError, new RegExp(`127\\.0\\.0\\.1:${port} is already in use`));
       const bad = helper.getNode('bad');
       assert.match(bad.configError, /listen address must be an IP address/);
-      assert.match(bad.configError, /user 1 \("x"\): a password is required/);
+      assert.doesNotMatch(bad.configError, /password/, 'a user without a password yet is a warning, not an error');
       const res = await helper.request().post('/upsorch-nut-server/status').send({ id: 'srv' }).expect(200);
       assert.equal(res.body.ok, false);
       assert.match(res.body.message, /already in use/);
@@ -317,6 +330,64 @@ describe('NUT server node with real NUT clients (upsc, upscmd, upsrw, upsmon)', 
     }
   });
 
+  it('FSD raised before a restart of the NUT server node is still raised after it, until startup clears it', async () => {
+    {
+      await load([serverConfig(port), ...secondaries()]);
+      let server = await listening();
+      const reports = new Collector('report');
+      helper.getNode('sec').receive({ topic: 'shutdown' });
+      await reports.waitFor((m) => m.topic === 'action-report', 10_000);
+      assert.equal(server.fsd('ups').set, true);
+      await helper.unload();
+
+      // Node-RED starts again (the same flow, the same user dir).
+      await load([serverConfig(port), ...secondaries()]);
+      server = await listening();
+      assert.deepEqual(server.fsd('ups'), { set: true, by: 'NUT secondaries action' });
+      const srv = helper.getNode('srv');
+      assert.ok(srv.warn.getCalls().some((c: any) => /FSD on ups is still raised .* kept across the restart/.test(String(c.args[0]))), 'the restored FSD is logged');
+      assert.equal((await run('upsc', [`ups@127.0.0.1:${port}`, 'ups.status'])).stdout.trim(), 'FSD OL');
+
+      const up = new Collector('report');
+      helper.getNode('sec').receive({ topic: 'startup' });
+      assert.equal((await up.waitFor((m) => m.payload?.operation === 'start', 10_000)).msg.payload.results[0].detail, 'FSD cleared on ups');
+      await helper.unload();
+      await load([serverConfig(port), ...secondaries()]);
+      assert.equal((await listening()).fsd('ups').set, false, 'the cleared FSD is kept too');
+    }
+  });
+
+  it('in a plan: a shutdown that finds FSD already raised still clears it on the mirrored startup', async function () {
+    {
+      await helper.load([...nutServerNodes, planNode, phaseNode], [
+        deviceConfig('dev', { source: 'sim' }),
+        serverConfig(port),
+        { id: 'plan', type: 'upsorch-plan', name: 'homelab', armed: true, allowRemote: false, stateDir: '' },
+        {
+          id: 'nas', type: 'upsorch-phase', name: 'NAS', plan: 'plan', mode: 'parallel', stepDelay: 0, wait: true, onFailure: 'continue', timeout: '',
+          pointOfNoReturn: false, direction: 'both', gate: false, gateUps: '', gateRuntime: 10, wires: [['sec'], ['done']],
+        },
+        ...secondaries(),
+        { id: 'done', type: 'helper' },
+      ], { srv: PASSWORDS });
+      const server = await listening();
+      // A NUT primary elsewhere (or an earlier run) raised FSD before the outage's shutdown.
+      const c = await RawClient.connect(port);
+      assert.deepEqual(await c.ask(['USERNAME boss', 'PASSWORD bosspass', 'FSD ups']), ['OK', 'OK', 'OK FSD-SET']);
+      c.destroy();
+      const done = new Collector('done');
+      helper.getNode('nas').receive({ topic: 'shutdown' });
+      const down = (await done.waitFor((m) => m.payload?.direction === 'shutdown' && (m.payload?.state === 'done' || m.payload?.state === 'failed'), 20_000, 0, 'the run report')).msg.payload;
+      assert.deepEqual(down.phases[0].actions[0].results.map((r: { target: string; method: string }) => [r.target, r.method]), [['ups', 'already']]);
+      const from = done.received.length;
+      helper.getNode('nas').receive({ topic: 'startup' });
+      const up = (await done.waitFor((m) => m.payload?.direction === 'startup' && m.payload?.state === 'done', 20_000, from, 'the startup report')).msg.payload;
+      assert.equal(up.phases[0].actions[0].results[0].detail, 'FSD cleared on ups');
+      assert.equal(server.fsd('ups').set, false);
+      assert.equal((await run('upsc', [`ups@127.0.0.1:${port}`, 'ups.status'])).stdout.trim(), 'OL', 'a NAS booting now stays up');
+    }
+  });
+
   it('closing the flow while the action waits for a client ends the wait at once', async () => {
     await load([serverConfig(port), ...secondaries({ timeout: 600 })]);
     const server = await listening();
@@ -348,8 +419,11 @@ describe('NUT server side by side with the real upsd (same UPS, same transcripts
   let peer: NutPeer;
   let port: number;
 
+  let dropUserDir: () => void;
+
   before(async function () {
     this.timeout(60_000);
+    dropUserDir = freshUserDir();
     peer = await NutPeer.start({
       ups: {
         sim: {
@@ -375,6 +449,7 @@ describe('NUT server side by side with the real upsd (same UPS, same transcripts
   after(async () => {
     await helper.unload();
     await peer?.stop();
+    dropUserDir();
   });
 
   const upsd = () => ({ host: peer.host, port: peer.port });
@@ -430,6 +505,18 @@ describe('NUT server side by side with the real upsd (same UPS, same transcripts
       'USERNAME', 'PASSWORD a b', 'USERNAME monuser', 'PASSWORD monpass', 'LOGIN', 'LOGIN nosuch', 'INSTCMD sim', 'INSTCMD nosuch x', 'INSTCMD sim load.off', 'SET VAR nosuch x y',
       'SET VAR sim ups.status x', 'PRIMARY sim', 'MASTER sim', 'PRIMARY nosuch', 'FSD', 'FSD nosuch', 'LOGOUT x',
     ]);
+  });
+
+  it('answers GET DESC and CMDDESC exactly as upsd, and GET TYPE as upsd less RW (nothing is writable here)', async () => {
+    const lines = ['GET TYPE sim device.model', 'GET TYPE sim ups.status', 'GET TYPE sim battery.charge', 'GET TYPE sim ups.load', 'GET TYPE sim nosuch', 'GET TYPE nosuch x',
+      'GET DESC sim ups.status', 'GET DESC sim battery.charge', 'GET DESC sim no.such.var', 'GET DESC nosuch x', 'GET CMDDESC sim load.off', 'GET CMDDESC sim test.failure.start',
+      'GET CMDDESC sim no.such.cmd', 'GET DESC', 'GET TYPE sim'];
+    const theirs = await transcript(upsd(), lines);
+    const mine = await transcript(ours(), lines);
+    // dummy-ups makes every variable writable; upsd then says RW, which this server never does.
+    assert.deepEqual(mine, theirs.map((l) => l.replace(/^(TYPE \S+ \S+) RW /, '$1 ')));
+    assert.ok(mine.includes('TYPE sim device.model STRING:32'), 'the type is upsd\'s, not a guess');
+    assert.ok(theirs.some((l) => / RW /.test(l)), 'the comparison did see RW answers');
   });
 
   it('counts a logged-in client in NUMLOGINS and LIST CLIENT exactly as upsd', async () => {
@@ -507,7 +594,13 @@ describe('example flows "NUT server" and "NAS shutdown by FSD" as a user imports
 
   it('"NUT server": upsc reads the simulated UPS, power lost shows as OB, the secondaries node dry-runs', async () => {
     const { flow, port } = await loadExample('12 NUT server.json');
-    await listening(flow.find((n) => n.type === 'upsorch-nut-server')!.id);
+    const srvId = flow.find((n) => n.type === 'upsorch-nut-server')!.id;
+    await listening(srvId);
+    // The example names the NAS user; its password is the user's to set, and the log says so.
+    assert.ok(helper.getNode(srvId).warn.getCalls().some((c: any) => /user "monuser" has no password yet/.test(String(c.args[0]))));
+    const c = await RawClient.connect(port);
+    assert.deepEqual(await c.ask(['USERNAME monuser', 'PASSWORD secret', 'LOGIN ups']), ['OK', 'OK', 'ERR ACCESS-DENIED']);
+    c.destroy();
     const target = `ups@127.0.0.1:${port}`;
     await until(async () => (await run('upsc', [target, 'ups.status'])).stdout.trim() === 'OL', 5000, 'upsc to read OL');
     const lost = flow.find((n) => n.name === 'power lost')!;
@@ -530,13 +623,21 @@ describe('example flows "NUT server" and "NAS shutdown by FSD" as a user imports
     const r = (await reports.waitFor((m) => m.topic === 'action-report', 10_000)).msg.payload;
     assert.equal(r.dryRun, true);
     assert.match(r.results[0].detail, /would raise FSD on ups/);
+    // No NAS here: the expected client is missing, and the dry-run says so before a real outage does.
+    assert.equal(r.ok, false);
+    assert.match(r.results.find((x: { target: string }) => x.target === '1 expected clients').error, /0 of 1 expected clients logged in to ups/);
   });
 });
 
 describe('NUT secondaries node with a broken NUT server', function () {
   this.timeout(20_000);
+  let dropUserDir: () => void;
+  beforeEach(() => {
+    dropUserDir = freshUserDir();
+  });
   afterEach(async () => {
     await helper.unload();
+    dropUserDir();
   });
 
   it('shows the server\'s configuration error in red and fails every request with it', async () => {

@@ -10,6 +10,15 @@ import { NutServer, ServedUps } from '../lib/nutserver/server';
 import { varsOf } from '../lib/nutserver/vars';
 import { allowList } from '../lib/nutserver/allow';
 import { parseServerConfig, parseSecondariesConfig, connectionString } from '../lib/nutserver/config';
+import { FileFsdStore } from '../lib/nutserver/fsd-store';
+import { commandsFor } from '../lib/nutserver/commands';
+import { parseDeviceConfig } from '../lib/ups/config';
+import { Interrupted } from '../lib/actions/contract';
+import * as dgram from 'node:dgram';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { NutSecondariesDriver } from '../lib/nutserver/secondaries';
 import { runAction } from '../lib/actions/run';
 import { UpsState, normalise, withComm } from '../lib/ups/state';
@@ -249,8 +258,11 @@ describe('NUT server: replies and error codes as upsd 2.8.0', function () {
   it('answers the other GET and LIST forms and their argument errors', async () => {
     const c = await client();
     assert.deepEqual(await c.ask(['GET', 'GET VAR', 'GET VAR ups', 'GET BOGUS ups x', 'GET TYPE ups battery.charge', 'GET TYPE ups device.model', 'GET TYPE ups nosuch',
+      'GET TYPE ups ups.status', 'GET TYPE ups device.serial',
       'GET DESC ups ups.status', 'GET DESC ups no.such', 'GET CMDDESC ups test.failure.start', 'GET NUMLOGINS ups', 'GET NUMLOGINS nosuch', 'LIST', 'LIST VAR', 'LIST BOGUS ups', 'LIST VAR nosuch', 'LIST ENUM ups nosuch', 'GET TRACKING']), [
-      'ERR INVALID-ARGUMENT', 'ERR INVALID-ARGUMENT', 'ERR INVALID-ARGUMENT', 'ERR INVALID-ARGUMENT', 'TYPE ups battery.charge NUMBER', 'TYPE ups device.model STRING:11', 'ERR VAR-NOT-SUPPORTED',
+      'ERR INVALID-ARGUMENT', 'ERR INVALID-ARGUMENT', 'ERR INVALID-ARGUMENT', 'ERR INVALID-ARGUMENT', 'TYPE ups battery.charge NUMBER', 'TYPE ups device.model STRING:128', 'ERR VAR-NOT-SUPPORTED',
+      // As upsd for snmp-ups: text flagged STRING with its field size, the status unflagged (NUMBER).
+      'TYPE ups ups.status NUMBER', 'TYPE ups device.serial STRING:128',
       'DESC ups ups.status "UPS status"', 'DESC ups no.such "Description unavailable"', 'CMDDESC ups test.failure.start "Start a simulated power failure"', 'NUMLOGINS ups 0', 'ERR UNKNOWN-UPS',
       'ERR INVALID-ARGUMENT', 'ERR INVALID-ARGUMENT', 'ERR INVALID-ARGUMENT', 'ERR UNKNOWN-UPS', 'ERR VAR-NOT-SUPPORTED', 'OFF',
     ]);
@@ -527,12 +539,30 @@ describe('NUT server: one client never affects another', function () {
     assert.equal(server.stats.refusedAllowList, 1);
   });
 
-  it('serves 200 concurrent clients polling every second without an error', async function () {
+  it('serves 200 concurrent logged-in clients polling every second, and keeps nothing of them once they are gone', async function () {
     this.timeout(60000);
     await start({ maxConnections: 256 });
+    const internals = server as unknown as { tracking: Map<string, unknown>; refused: Set<unknown>; entries: Map<string, { logins: Set<unknown> }> };
+    const gc = (globalThis as { gc?: () => void }).gc;
+    gc?.();
+    const heapBefore = process.memoryUsage().heapUsed;
     const n = 200;
-    const rounds = 5;
+    const rounds = 3;
     const all = await Promise.all(Array.from({ length: n }, () => client()));
+    // Half log in as upsmon does; the other half send 12 tracked commands each: 1200 tracking ids, more than are kept.
+    await Promise.all(all.map(async (c, i) => {
+      if (i % 2 === 0) {
+        assert.deepEqual(await c.ask(['USERNAME monuser', 'PASSWORD secret', 'LOGIN ups'], 3, 10_000), ['OK', 'OK', 'OK']);
+        return;
+      }
+      assert.deepEqual(await c.ask(['USERNAME admin', 'PASSWORD adminpass', 'SET TRACKING ON'], 3, 10_000), ['OK', 'OK', 'OK']);
+      const ids = await c.ask(Array.from({ length: 12 }, () => 'INSTCMD ups test.failure.start'), 12, 10_000);
+      assert.ok(ids.every((l) => /^OK TRACKING [0-9A-F-]{36}$/.test(l)), ids.join());
+    }));
+    assert.equal(server.clients('ups').length, n / 2);
+    assert.equal(server.numLogins('ups'), n / 2);
+    assert.equal(server.pendingClients().length, n / 2);
+    assert.ok(internals.tracking.size <= 1024, `tracking ids kept: ${internals.tracking.size}`);
     let answers = 0;
     await Promise.all(all.map(async (c, i) => {
       await new Promise((r) => setTimeout(r, (i * 5) % 1000));
@@ -549,6 +579,18 @@ describe('NUT server: one client never affects another', function () {
     assert.equal(server.connectionCount, n);
     for (const c of all) c.destroy();
     await until(() => server.connectionCount === 0, 5000, 'all connections gone');
+    // Nothing of the 200 stays behind: no login, no pending client, no refused socket.
+    assert.equal(server.numLogins('ups'), 0);
+    assert.deepEqual(server.clients(), []);
+    assert.deepEqual(server.pendingClients(), []);
+    assert.equal(internals.refused.size, 0);
+    assert.equal(internals.entries.get('ups')!.logins.size, 0);
+    assert.equal(server.stats.connections, 0);
+    if (gc) {
+      gc();
+      const grown = process.memoryUsage().heapUsed - heapBefore;
+      assert.ok(grown < 16 * 1024 * 1024, `heap grew by ${Math.round(grown / 1024)} KiB`);
+    }
   });
 });
 
@@ -567,10 +609,16 @@ describe('NUT server: configuration', () => {
     assert.throws(() => parseServerConfig({ ...base, host: '' }, { password1: 'x' }), /listen address must be an IP address/);
     assert.throws(() => parseServerConfig({ ...base, device1: '' }, { password1: 'x' }), /at least one UPS/);
     assert.throws(() => parseServerConfig({ ...base, device2: 'd2', upsName2: 'UPS' }, { password1: 'x' }), /"UPS" is used twice/);
-    assert.throws(() => parseServerConfig(base, {}), /a password is required/);
+    assert.throws(() => parseServerConfig({ ...base, user2: 'monuser' }, { password1: 'x' }), /"monuser" is defined twice/);
     assert.throws(() => parseServerConfig(base, { password1: 'has space' }), /without spaces/);
     assert.throws(() => parseServerConfig({ ...base, allow: '10.0.0.0/33, nonsense' }, { password1: 'x' }), /prefix length must be 0 to 32.*nonsense/);
     assert.throws(() => parseServerConfig({ ...base, port: 70000 }, { password1: 'x' }), /port must be between 1 and 65535/);
+  });
+
+  it('serves with a user whose password is not set yet, and names that user so the node can warn', () => {
+    const c = parseServerConfig({ ...base, user2: 'nas', role2: 'secondary' }, { password1: 'secret' });
+    assert.deepEqual(c.users.map((u) => u.username), ['monuser'], 'a user without a password cannot log in');
+    assert.deepEqual(c.usersWithoutPassword, ['nas']);
   });
 
   it('writes the connection string a NAS needs', () => {
@@ -590,7 +638,10 @@ describe('NUT server: configuration', () => {
   });
 
   it('validates the NUT secondaries action', () => {
-    assert.deepEqual(parseSecondariesConfig({ server: 's', ups: 'ups, ups2', timeout: '30' }), { name: '', server: 's', ups: ['ups', 'ups2'], timeoutMs: 30_000, clearOnStartup: true });
+    assert.deepEqual(parseSecondariesConfig({ server: 's', ups: 'ups, ups2', timeout: '30' }), { name: '', server: 's', ups: ['ups', 'ups2'], timeoutMs: 30_000, clearOnStartup: true, expected: { count: 0, names: [] } });
+    assert.deepEqual(parseSecondariesConfig({ server: 's', expected: '2' }).expected, { count: 2, names: [] });
+    assert.deepEqual(parseSecondariesConfig({ server: 's', expected: 'nas1, 192.168.1.20\nmonuser@fd00::7' }).expected, { count: 0, names: ['nas1', '192.168.1.20', 'monuser@fd00::7'] });
+    assert.throws(() => parseSecondariesConfig({ server: 's', expected: 'nas#1' }), /expected clients: "nas#1" is neither/);
     assert.throws(() => parseSecondariesConfig({ server: '' }), /no NUT server selected/);
     assert.throws(() => parseSecondariesConfig({ server: 's', ups: 'a@b' }), /not a NUT UPS name/);
   });
@@ -674,6 +725,86 @@ describe('NUT secondaries action (through the action contract)', function () {
     assert.equal(server.fsd('ups').set, false);
   });
 
+  it('marks the UPS target undoOnStartup, so a mirrored startup clears FSD it found already raised', async () => {
+    server.setFsd('ups', 'boss@10.0.0.2');
+    const report = await runAction(new NutSecondariesDriver(server, { ups: [] }), request());
+    assert.deepEqual(report.results.map((r) => [r.target, r.method, r.undoOnStartup]), [['ups', 'already', true]]);
+  });
+
+  it('a client we cut off for a protocol error has failed, not left', async () => {
+    const bad = await secondary();
+    const run = runAction(new NutSecondariesDriver(server, { ups: [] }), request());
+    await until(() => server.fsd('ups').set, 2000, 'FSD');
+    bad.write('X'.repeat(9000));
+    const report = await run;
+    const r = report.results.find((x) => x.target === 'monuser@127.0.0.1')!;
+    assert.equal(r.ok, false);
+    assert.match(r.error!, /was disconnected for a protocol error .* without logging out: it may not be shutting down/);
+    assert.equal(report.ok, false);
+  });
+
+  it('the server stopping is no leave: with Node-RED stopping the client has no result (the resumed run checks it), else it fails', async () => {
+    await secondary();
+    const ac = new AbortController();
+    let run = runAction(new NutSecondariesDriver(server, { ups: [] }), request({ signal: ac.signal }));
+    await until(() => server.fsd('ups').set, 2000, 'FSD');
+    await server.close();
+    ac.abort(new Interrupted());
+    let report = await run;
+    assert.equal(report.interrupted, true);
+    assert.deepEqual(report.results.map((r) => r.target), ['ups'], 'no result for the client');
+
+    server = await startServer([src.served()]);
+    await secondary();
+    run = runAction(new NutSecondariesDriver(server, { ups: [] }), request({ options: { operation: 'shutdown', timeoutMs: 1000, force: false } }));
+    await until(() => server.fsd('ups').set, 2000, 'FSD');
+    await server.close();
+    report = await run;
+    const r = report.results.find((x) => x.target === 'monuser@127.0.0.1')!;
+    assert.equal(r.ok, false);
+    assert.match(r.error!, /the NUT server stopped while waiting for monuser@127\.0\.0\.1/);
+  });
+
+  it('a resumed shutdown raises FSD again, also when the UPS target was done before the restart', async () => {
+    await secondary();
+    const previous = [{ target: 'ups', before: 'on' as const, after: 'off' as const, method: 'graceful' as const, ms: 1, ok: true, detail: 'FSD raised on ups' }];
+    const run = runAction(new NutSecondariesDriver(server, { ups: [] }), request({ previous, interrupted: ['monuser@127.0.0.1'], options: { operation: 'shutdown', timeoutMs: 1000, force: false } }));
+    await until(() => server.fsd('ups').set, 2000, 'FSD raised again by the resumed run');
+    await run;
+  });
+
+  it('fails the step for an expected client that is not logged in, and says why (a refused LOGIN)', async () => {
+    await secondary();
+    const nas = await RawClient.connect(server.address!.port);
+    clients.push(nas);
+    assert.deepEqual(await nas.ask(['USERNAME nas1', 'PASSWORD wrong', 'LOGIN ups']), ['OK', 'OK', 'ERR ACCESS-DENIED']);
+    const driver = () => new NutSecondariesDriver(server, { ups: [], expected: { count: 0, names: ['monuser', 'nas1', '192.168.1.99'] } });
+    const dry = await runAction(driver(), request({ dryRun: true }));
+    assert.equal(dry.ok, false, 'the dry-run shows the step would fail');
+    const byName = Object.fromEntries(dry.results.map((r) => [r.target, r]));
+    assert.equal(byName['monuser@127.0.0.1'].ok, true, 'monuser is there');
+    assert.match(byName.nas1.error!, /expected, but not logged in to ups: it cannot be told to shut down; nas1@127\.0\.0\.1 \(LOGIN ups refused: ACCESS-DENIED: wrong password or unknown user\)/);
+    assert.match(byName['192.168.1.99'].error!, /not connected: check the NAS points at this server/);
+    assert.match(byName.ups.detail!, /connected without logging in \(not told\): nas1@127\.0\.0\.1/);
+    assert.equal(server.fsd('ups').set, false);
+
+    const real = await runAction(driver(), request({ options: { operation: 'shutdown', timeoutMs: 500, force: false } }));
+    assert.equal(real.ok, false);
+    assert.equal(server.fsd('ups').set, true, 'those that are there are told all the same');
+    assert.deepEqual(real.results.filter((r) => !r.ok).map((r) => r.target).sort(), ['192.168.1.99', 'monuser@127.0.0.1', 'nas1']);
+  });
+
+  it('fails the step when fewer clients than expected are logged in, and says when none is', async () => {
+    await secondary();
+    const count = await runAction(new NutSecondariesDriver(server, { ups: [], expected: { count: 2, names: [] } }), request({ dryRun: true }));
+    assert.equal(count.ok, false);
+    assert.match(count.results.find((r) => r.target === '2 expected clients')!.error!, /1 of 2 expected clients logged in to ups: 1 cannot be told to shut down/);
+    for (const c of clients.splice(0)) c.destroy();
+    await until(() => server.numLogins('ups') === 0, 2000, 'logout');
+    const none = await runAction(new NutSecondariesDriver(server, { ups: [] }), request({ dryRun: true }));
+    assert.match(none.results[0].detail!, /0 logged-in clients would be told to shut down\): nothing follows this UPS/);
+  });
+
   it('names a UPS the server does not serve', async () => {
     const report = await runAction(new NutSecondariesDriver(server, { ups: ['nas'] }), request());
     assert.equal(report.ok, false);
@@ -691,3 +822,178 @@ describe('NUT secondaries action (through the action contract)', function () {
   });
 });
 
+
+describe('NUT server: FSD survives a restart', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'upsorch-fsd-'));
+  });
+  afterEach(() => {
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a server started again with FSD raised serves FSD, and clearing it is kept too', async () => {
+    const file = path.join(dir, 'nut-server-x.json');
+    const src = new FakeSource('ups');
+    let server = await startServer([src.served()], { fsdStore: new FileFsdStore(file) });
+    assert.equal(server.setFsd('ups', 'NUT secondaries action'), true);
+    await server.close();
+    assert.deepEqual(fs.readdirSync(dir), ['nut-server-x.json'], 'written by rename, no temp file left');
+
+    server = await startServer([src.served()], { fsdStore: new FileFsdStore(file) });
+    try {
+      assert.deepEqual(server.fsd('ups'), { set: true, by: 'NUT secondaries action' });
+      assert.deepEqual(server.restoredFsd.map((r) => [r.ups, r.by]), [['ups', 'NUT secondaries action']]);
+      const c = await RawClient.connect(server.address!.port);
+      assert.deepEqual(await c.ask(['GET VAR ups ups.status']), ['VAR ups ups.status "FSD OL CHRG"']);
+      c.destroy();
+      assert.equal(server.clearFsd('ups'), true);
+    } finally {
+      await server.close();
+    }
+    server = await startServer([src.served()], { fsdStore: new FileFsdStore(file) });
+    assert.equal(server.fsd('ups').set, false);
+    await server.close();
+  });
+
+  it('a damaged file is reported, FSD starts cleared, and the next change replaces the file', async () => {
+    const file = path.join(dir, 'nut-server-x.json');
+    fs.writeFileSync(file, '{"version":1,"fsd":');
+    const server = await startServer([new FakeSource('ups').served()], { fsdStore: new FileFsdStore(file) });
+    try {
+      assert.match(server.storeError!, /is damaged/);
+      assert.equal(server.fsd('ups').set, false);
+      server.setFsd('ups', 'x');
+      assert.deepEqual(new FileFsdStore(file).load(), { ups: { by: 'x', at: JSON.parse(fs.readFileSync(file, 'utf8')).fsd.ups.at } });
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('a file that cannot be written is an error event; FSD is raised all the same', async () => {
+    const errors: Error[] = [];
+    const server = await startServer([new FakeSource('ups').served()], { fsdStore: { load: () => ({}), save: () => { throw new Error('disk full'); } } });
+    server.on('error', (e) => errors.push(e));
+    try {
+      assert.equal(server.setFsd('ups', 'x'), true);
+      assert.equal(server.fsd('ups').set, true);
+      assert.match(errors[0]?.message ?? '', /FSD could not be saved, it will not survive a restart: disk full/);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+describe('NUT server: where instant commands and TYPE / DESC go', function () {
+  this.timeout(20000);
+
+  it('an SNMP UPS lists its MIB profile\'s commands and runs them over SNMP, never opening a NUT connection', async () => {
+    // A TCP listener on the device's NUT port and a UDP socket on its SNMP port: only the latter may hear from us.
+    const nutConnections: net.Socket[] = [];
+    const nutTrap = net.createServer((s) => {
+      nutConnections.push(s);
+      s.destroy();
+    });
+    await new Promise<void>((r) => nutTrap.listen(0, '127.0.0.1', r));
+    const agent = dgram.createSocket('udp4');
+    let snmpPackets = 0;
+    agent.on('message', () => snmpPackets++);
+    await new Promise<void>((r) => agent.bind(0, '127.0.0.1', r));
+    try {
+      const device = parseDeviceConfig({
+        source: 'snmp', host: '127.0.0.1', port: (nutTrap.address() as net.AddressInfo).port, snmpPort: agent.address().port, snmpProfile: 'apc', snmpVersion: 'v2c', timeout: 0.5, snmpRetries: 0,
+      });
+      const { commands, meta } = commandsFor(device, { community: 'public' }, async () => undefined);
+      assert.equal(meta, undefined, 'TYPE / DESC are answered here, not asked of a NUT server');
+      const names = await commands!.list();
+      assert.ok(names.includes('shutdown.return') && names.includes('load.off'), names.join());
+      const ac = new AbortController();
+      await assert.rejects(commands!.run('test.battery.start', undefined, ac.signal));
+      assert.ok(snmpPackets > 0, 'the command went to the SNMP agent');
+
+      // Served: INSTCMD goes the same way, and a command the profile lacks is CMD-NOT-SUPPORTED.
+      const src = new FakeSource('ups', VARS, 'snmp');
+      const server = await startServer([src.served({ commands, meta })], { instcmdTimeoutMs: 5000 });
+      try {
+        const c = await RawClient.connect(server.address!.port);
+        assert.deepEqual(await c.ask(['USERNAME admin', 'PASSWORD adminpass', 'INSTCMD ups test.failure.start']), ['OK', 'OK', 'ERR CMD-NOT-SUPPORTED']);
+        assert.ok((await c.askList('LIST CMD ups')).includes('CMD ups shutdown.return'));
+        c.destroy();
+      } finally {
+        await server.close();
+      }
+      assert.equal(nutConnections.length, 0, 'no NUT connection to the device\'s host');
+    } finally {
+      nutTrap.close();
+      agent.close();
+    }
+  });
+
+  it('a Home Assistant UPS has no instant commands: LIST CMD is empty, INSTCMD is CMD-NOT-SUPPORTED', async () => {
+    const device = parseDeviceConfig({ source: 'ha', haServer: 'x', haStatusEntity: 'sensor.ups_status_data' });
+    const picked = commandsFor(device, {}, async () => undefined);
+    assert.deepEqual(picked, {});
+    const server = await startServer([new FakeSource('ups', VARS, 'ha').served({ commands: picked.commands })]);
+    try {
+      const c = await RawClient.connect(server.address!.port);
+      assert.deepEqual(await c.askList('LIST CMD ups'), ['BEGIN LIST CMD ups', 'END LIST CMD ups']);
+      assert.deepEqual(await c.ask(['USERNAME admin', 'PASSWORD adminpass', 'INSTCMD ups test.failure.start']), ['OK', 'OK', 'ERR CMD-NOT-SUPPORTED']);
+      c.destroy();
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('passes a NUT source\'s TYPE, DESC and CMDDESC through (without RW), and answers itself when upstream fails', async () => {
+    let fail = false;
+    const meta = {
+      type: async (name: string) => (fail ? Promise.reject(new Error('down')) : name === 'device.model' ? 'STRING:32' : null),
+      desc: async (name: string) => (fail ? null : `upstream "${name}"`),
+      cmddesc: async () => 'upstream \\ command',
+    };
+    const server = await startServer([new FakeSource('ups', VARS, 'nut').served({ meta })]);
+    try {
+      const c = await RawClient.connect(server.address!.port);
+      assert.deepEqual(await c.ask(['GET TYPE ups device.model', 'GET TYPE ups battery.charge', 'GET DESC ups ups.load', 'GET CMDDESC ups load.off', 'GET TYPE ups nosuch']), [
+        'TYPE ups device.model STRING:32', 'TYPE ups battery.charge NUMBER', 'DESC ups ups.load "upstream \\"ups.load\\""', 'CMDDESC ups load.off "upstream \\\\ command"', 'ERR VAR-NOT-SUPPORTED',
+      ]);
+      fail = true;
+      assert.deepEqual(await c.ask(['GET TYPE ups device.model', 'GET DESC ups ups.load']), ['TYPE ups device.model STRING:128', 'DESC ups ups.load "Load on UPS (percent of full)"']);
+      c.destroy();
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('close() ends a forwarded instant command at once: its source sees the abort, nothing waits 15 s', async () => {
+    let aborted = false;
+    let started!: () => void;
+    const running = new Promise<void>((r) => (started = r));
+    const src = new FakeSource('ups');
+    const server = await startServer([src.served({
+      commands: {
+        list: () => ['test.failure.start'],
+        run: (_cmd, _param, signal) => new Promise<void>((_, reject) => {
+          started();
+          signal.addEventListener('abort', () => {
+            aborted = true;
+            reject(signal.reason);
+          }, { once: true });
+        }),
+      },
+    })]);
+    const events: Array<{ ok: boolean; error?: string }> = [];
+    server.on('instcmd', (e) => events.push(e));
+    const c = await RawClient.connect(server.address!.port);
+    c.ask(['USERNAME admin', 'PASSWORD adminpass', 'INSTCMD ups test.failure.start']).catch(() => undefined);
+    await running;
+    const t0 = Date.now();
+    await server.close();
+    await until(() => aborted, 1000, 'the command to be aborted');
+    assert.ok(Date.now() - t0 < 1000);
+    await until(() => events.length === 1, 1000, 'the instcmd event');
+    assert.equal(events[0].ok, false);
+    assert.match(events[0].error!, /the NUT server stopped/);
+    c.destroy();
+  });
+});

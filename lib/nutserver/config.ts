@@ -64,6 +64,8 @@ export interface ServerConfig {
   maxConnections: number;
   ups: ServedSlot[];
   users: NutUser[];
+  /** Users entered without a password yet: they cannot log in (a warning, not an error). */
+  usersWithoutPassword: string[];
 }
 
 export type ServerCredentials = Partial<Record<`password${1 | 2 | 3 | 4}`, string>>;
@@ -100,14 +102,19 @@ export function parseServerConfig(raw: unknown, creds: ServerCredentials = {}): 
   }
   if (ups.length === 0) problems.push('choose at least one UPS device to serve');
   const users: NutUser[] = [];
+  const usersWithoutPassword: string[] = [];
   for (const i of SLOTS) {
     const username = c[`user${i}`] as string;
     if (!username) continue;
     const password = creds[`password${i}` as keyof ServerCredentials] ?? '';
     if (!USERNAME_PATTERN.test(username)) problems.push(`user ${i}: the username may contain only letters, digits and . _ @ + -`);
-    else if (users.some((u) => u.username === username)) problems.push(`user ${i}: "${username}" is defined twice`);
-    if (!password) problems.push(`user ${i} ("${username}"): a password is required`);
-    else if (!PASSWORD_PATTERN.test(password)) problems.push(`user ${i} ("${username}"): NUT clients send the password unquoted, so it must be 1 to 64 printable ASCII characters without spaces and without " # \\ =`);
+    else if (users.some((u) => u.username === username) || usersWithoutPassword.includes(username)) problems.push(`user ${i}: "${username}" is defined twice`);
+    // An imported example names its user and leaves the password to be set: serve, but refuse that LOGIN.
+    if (!password) {
+      usersWithoutPassword.push(username);
+      continue;
+    }
+    if (!PASSWORD_PATTERN.test(password)) problems.push(`user ${i} ("${username}"): NUT clients send the password unquoted, so it must be 1 to 64 printable ASCII characters without spaces and without " # \\ =`);
     const instcmds = splitList(c[`instcmds${i}`]).map((x) => x.toLowerCase());
     const badCmd = instcmds.find((x) => !INSTCMD_PATTERN.test(x));
     if (badCmd) problems.push(`user ${i}: "${badCmd}" is not an instant command name (e.g. test.failure.start, or all)`);
@@ -123,6 +130,7 @@ export function parseServerConfig(raw: unknown, creds: ServerCredentials = {}): 
     maxConnections: c.maxConnections as number,
     ups,
     users,
+    usersWithoutPassword,
   };
 }
 
@@ -143,7 +151,15 @@ export const SecondariesConfigSchema = z.object({
   ups: text,
   timeout: numberField(1, 3600, 120, 'wait for secondaries (s)'),
   clearOnStartup: bool(true),
+  expected: text,
 });
+
+/** Who must be logged in when FSD is raised: at least `count` clients, and each of `names`. */
+export interface ExpectedClients {
+  count: number;
+  /** Each a username, an address, or `username@address`. */
+  names: string[];
+}
 
 export interface SecondariesConfig {
   name: string;
@@ -152,6 +168,24 @@ export interface SecondariesConfig {
   ups: string[];
   timeoutMs: number;
   clearOnStartup: boolean;
+  expected: ExpectedClients;
+}
+
+const EXPECTED_NAME = /^(?:[A-Za-z0-9._@+-]{1,64}|[A-Za-z0-9._+-]{1,64}@[0-9A-Fa-f:.]+|[0-9A-Fa-f:.]+)$/;
+
+/** "2" (at least two clients) or "nas1, 192.168.1.20, monuser@192.168.1.21" (each of these). */
+export function parseExpected(text: string): ExpectedClients {
+  const t = text.trim();
+  if (!t) return { count: 0, names: [] };
+  if (/^\d+$/.test(t)) {
+    const n = Number(t);
+    if (n > 1000) throw new Error('expected clients: at most 1000');
+    return { count: n, names: [] };
+  }
+  const names = splitList(t);
+  const bad = names.find((n) => !EXPECTED_NAME.test(n));
+  if (bad) throw new Error(`expected clients: "${bad}" is neither a number, a NUT username, an address nor username@address`);
+  return { count: 0, names: [...new Set(names)] };
 }
 
 export function parseSecondariesConfig(raw: unknown): SecondariesConfig {
@@ -162,5 +196,11 @@ export function parseSecondariesConfig(raw: unknown): SecondariesConfig {
   const ups = splitList(r.data.ups);
   const bad = ups.find((u) => !SERVED_NAME_PATTERN.test(u));
   if (bad) throw new Error(`invalid NUT secondaries configuration: "${bad}" is not a NUT UPS name`);
-  return { name: r.data.name, server: r.data.server, ups, timeoutMs: (r.data.timeout as number) * 1000, clearOnStartup: r.data.clearOnStartup as boolean };
+  let expected: ExpectedClients;
+  try {
+    expected = parseExpected(r.data.expected);
+  } catch (e) {
+    throw new Error(`invalid NUT secondaries configuration: ${(e as Error).message}`);
+  }
+  return { name: r.data.name, server: r.data.server, ups, timeoutMs: (r.data.timeout as number) * 1000, clearOnStartup: r.data.clearOnStartup as boolean, expected };
 }

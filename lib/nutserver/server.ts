@@ -11,8 +11,11 @@
  * - idle connections are closed after a timeout (upsd: 60 s), a cap bounds the connections, and
  *   an optional allow-list (CIDR) turns other addresses away with `ERR ACCESS-DENIED`;
  * - nothing is writable (SET VAR → ERR ACCESS-DENIED for everyone), STARTTLS is not offered
- *   (ERR FEATURE-NOT-CONFIGURED);
- * - a stale or lost source gives ERR DATA-STALE (upsd: DATA-STALE or DRIVER-NOT-CONNECTED).
+ *   (ERR FEATURE-NOT-CONFIGURED); so GET TYPE never says RW, ENUM or RANGE, also where the
+ *   upsd of a NUT source does;
+ * - a stale or lost source gives ERR DATA-STALE (upsd: DATA-STALE or DRIVER-NOT-CONNECTED);
+ * - FSD survives a restart when a store is given (upsd forgets it): a shutdown cut short by a
+ *   Node-RED restart must still reach the NAS boxes that have not shut down yet.
  */
 import * as net from 'node:net';
 import { randomUUID } from 'node:crypto';
@@ -22,6 +25,7 @@ import { CommandParser, CommandTooLong, MAX_COMMAND_BYTES, quoteValue } from './
 import { VarList, cmdDescription, findVar, typeOf, varDescription, varsOf } from './vars';
 import { NutUser, mayDo, mayRunInstcmd } from './users';
 import { AllowList, allowList, plainAddress } from './allow';
+import { FsdLatches, FsdStore } from './fsd-store';
 
 /** The upsd version this server answers as (VER, server.version): what clients were tested with. */
 export const UPSD_VERSION = '2.8.0';
@@ -31,8 +35,8 @@ const NETVER = '1.3';
 
 /** Instant commands a served UPS supports, and how to run one. */
 export interface InstantCommands {
-  /** NUT command names the source supports. */
-  list(): string[] | Promise<string[]>;
+  /** NUT command names the source supports; `signal` aborts when the server stops. */
+  list(signal?: AbortSignal): string[] | Promise<string[]>;
   /** Run one; rejects with a message when the source refused or failed. */
   run(cmd: string, param: string | undefined, signal: AbortSignal): Promise<void>;
 }
@@ -48,6 +52,19 @@ export interface ServedUps {
   /** A state older than this is stale (ms). Default 15 s (upsd's MAXAGE). */
   maxAgeMs?: number;
   commands?: InstantCommands;
+  /** Where GET TYPE / DESC / CMDDESC come from when the source knows better (a NUT source's upsd). */
+  meta?: UpstreamMeta;
+}
+
+/**
+ * TYPE, DESC and CMDDESC as the source's own upsd answers them. Each resolves null when the
+ * source has no answer (the server then answers itself); failures also fall back.
+ */
+export interface UpstreamMeta {
+  /** The type words after the variable name (`STRING:32`, `NUMBER`), RW / ENUM / RANGE removed. */
+  type(name: string, signal: AbortSignal): Promise<string | null>;
+  desc(name: string, signal: AbortSignal): Promise<string | null>;
+  cmddesc(name: string, signal: AbortSignal): Promise<string | null>;
 }
 
 export interface NutServerOptions {
@@ -70,6 +87,8 @@ export interface NutServerOptions {
   maxUnreadBytes?: number;
   /** Bound for forwarding one instant command (ms). Default 15 s. */
   instcmdTimeoutMs?: number;
+  /** Keeps FSD across restarts; without it FSD lives as long as the server. */
+  fsdStore?: FsdStore;
   now?: () => number;
 }
 
@@ -83,6 +102,19 @@ export interface ClientInfo {
   port: number;
   /** When it logged in (ms since epoch). */
   since: number;
+}
+
+/** A client connected without being logged in (a poller such as upsc or Home Assistant, or a refused LOGIN). */
+export interface PendingClient {
+  id: number;
+  address: string;
+  port: number;
+  /** USERNAME it sent, '' if none. */
+  username: string;
+  /** When it connected (ms since epoch). */
+  since: number;
+  /** Its last LOGIN attempt, if any: the UPS it named and the error it got. */
+  loginFailed?: { ups: string; error: string };
 }
 
 export type LeaveReason = 'logout' | 'closed' | 'idle' | 'violation' | 'server-stopped';
@@ -107,6 +139,7 @@ interface Entry {
   name: string;
   fsd: boolean;
   fsdBy: string | null;
+  fsdAt: number;
   logins: Set<Connection>;
   /** The variable list of the last state served, reused while state and FSD are unchanged. */
   cache?: { state: UpsState; fsd: boolean; vars: VarList };
@@ -140,8 +173,15 @@ export class NutServer extends EventEmitter {
   private server: net.Server | null = null;
   private nextId = 1;
   private stopping = false;
+  /** Aborted by close(): ends forwarded commands and upstream requests still in flight. */
+  private readonly life = new AbortController();
+  private readonly store: FsdStore | undefined;
+  /** FSD latches found in the store at start, for the node to report. */
+  readonly restoredFsd: Array<{ ups: string; by: string; at: number }> = [];
+  /** Why the saved FSD state could not be read, if it could not. */
+  readonly storeError: string | undefined;
   readonly stats: ServerStats = { connections: 0, accepted: 0, refusedAllowList: 0, refusedCap: 0, violations: 0, idleClosed: 0 };
-  readonly opts: Required<Omit<NutServerOptions, 'allow' | 'now'>>;
+  readonly opts: Required<Omit<NutServerOptions, 'allow' | 'now' | 'fsdStore'>>;
 
   constructor(options: NutServerOptions) {
     super();
@@ -165,7 +205,23 @@ export class NutServer extends EventEmitter {
     for (const ups of options.ups) {
       const key = ups.name.toLowerCase();
       if (this.entries.has(key)) throw new Error(`UPS name "${ups.name}" is served twice (NUT names are not case-sensitive)`);
-      this.entries.set(key, { ups, name: ups.name, fsd: false, fsdBy: null, logins: new Set() });
+      this.entries.set(key, { ups, name: ups.name, fsd: false, fsdBy: null, fsdAt: 0, logins: new Set() });
+    }
+    this.store = options.fsdStore;
+    let saved: FsdLatches = {};
+    try {
+      saved = this.store?.load() ?? {};
+    } catch (e) {
+      this.storeError = (e as Error).message;
+    }
+    for (const [key, latch] of Object.entries(saved)) {
+      const e = this.entries.get(key);
+      // A latch of a UPS no longer served is dropped at the next write.
+      if (!e) continue;
+      e.fsd = true;
+      e.fsdBy = latch.by;
+      e.fsdAt = latch.at;
+      this.restoredFsd.push({ ups: e.name, by: latch.by, at: latch.at });
     }
   }
 
@@ -201,6 +257,7 @@ export class NutServer extends EventEmitter {
   /** Stop listening and drop every connection. Never rejects; resolves when the port is free. */
   close(): Promise<void> {
     this.stopping = true;
+    if (!this.life.signal.aborted) this.life.abort(new Error('the NUT server stopped'));
     const srv = this.server;
     this.server = null;
     for (const c of [...this.connections]) c.destroy('server-stopped');
@@ -227,6 +284,8 @@ export class NutServer extends EventEmitter {
     if (e.fsd) return false;
     e.fsd = true;
     e.fsdBy = by;
+    e.fsdAt = this.now();
+    this.persist();
     this.emit('fsd', { ups: e.name, by });
     return true;
   }
@@ -237,6 +296,8 @@ export class NutServer extends EventEmitter {
     if (!e.fsd) return false;
     e.fsd = false;
     e.fsdBy = null;
+    e.fsdAt = 0;
+    this.persist();
     this.emit('fsd-cleared', { ups: e.name });
     return true;
   }
@@ -246,11 +307,33 @@ export class NutServer extends EventEmitter {
     return { set: e.fsd, by: e.fsdBy };
   }
 
+  /** Write every latch; a failure is reported, never thrown (FSD stays raised in memory). */
+  private persist(): void {
+    if (!this.store) return;
+    const latches: FsdLatches = {};
+    for (const [key, e] of this.entries) if (e.fsd) latches[key] = { by: e.fsdBy ?? '', at: e.fsdAt };
+    try {
+      this.store.save(latches);
+    } catch (err) {
+      if (this.listenerCount('error') > 0) this.emit('error', new Error(`FSD could not be saved, it will not survive a restart: ${(err as Error).message}`));
+    }
+  }
+
   /** Clients logged in to one UPS (or to any), oldest first. */
   clients(ups?: string): ClientInfo[] {
     const entries = ups === undefined ? [...this.entries.values()] : [this.entry(ups)];
     const out: ClientInfo[] = [];
     for (const e of entries) for (const c of e.logins) out.push(c.info(e.name));
+    return out.sort((a, b) => a.since - b.since || a.id - b.id);
+  }
+
+  /** Connections that are not logged in to any UPS, oldest first. */
+  pendingClients(): PendingClient[] {
+    const out: PendingClient[] = [];
+    for (const c of this.connections) {
+      if (c.login) continue;
+      out.push({ id: c.id, address: c.address, port: c.port, username: c.username ?? '', since: c.since, ...(c.loginFailed ? { loginFailed: { ...c.loginFailed } } : {}) });
+    }
     return out.sort((a, b) => a.since - b.since || a.id - b.id);
   }
 
@@ -383,7 +466,12 @@ export class NutServer extends EventEmitter {
         if (rest.length) return err('INVALID-ARGUMENT');
         this.leave(conn, 'logout');
         return { lines: ['OK Goodbye'], close: true };
-      case 'LOGIN':
+      case 'LOGIN': {
+        const r = this.loginCommand(conn, rest);
+        // Remembered for the dry-run of "NUT secondaries": a NAS whose LOGIN fails is not followed.
+        if (r.lines[0].startsWith('ERR ') && r.lines[0] !== 'ERR ALREADY-LOGGED-IN') conn.loginFailed = { ups: rest[0] ?? '', error: r.lines[0].slice(4) };
+        return r;
+      }
       case 'PRIMARY':
       case 'MASTER':
       case 'FSD':
@@ -391,7 +479,6 @@ export class NutServer extends EventEmitter {
       case 'INSTCMD': {
         if (conn.username === undefined) return err('USERNAME-REQUIRED');
         if (conn.password === undefined) return err('PASSWORD-REQUIRED');
-        if (cmd === 'LOGIN') return this.login(conn, rest);
         if (cmd === 'PRIMARY' || cmd === 'MASTER') return this.primary(conn, rest, cmd);
         if (cmd === 'FSD') return this.clientFsd(conn, rest);
         if (cmd === 'SET') return this.set(conn, rest);
@@ -416,7 +503,7 @@ export class NutServer extends EventEmitter {
     return e.cache.vars;
   }
 
-  private get(conn: Connection, a: string[]): Reply {
+  private get(conn: Connection, a: string[]): Reply | Promise<Reply> {
     if (a.length < 1) return err('INVALID-ARGUMENT');
     const sub = a[0].toUpperCase();
     if (sub === 'TRACKING') {
@@ -451,14 +538,33 @@ export class NutServer extends EventEmitter {
       if (!e) return err('UNKNOWN-UPS');
       const stale = this.stale(e);
       if (stale) return stale;
-      if (sub === 'DESC') return one(`DESC ${ups} ${name} ${quoteValue(varDescription(name))}`);
-      if (sub === 'CMDDESC') return one(`CMDDESC ${ups} ${name} ${quoteValue(cmdDescription(name))}`);
+      const meta = e.ups.meta;
+      if (sub === 'DESC' || sub === 'CMDDESC') {
+        const local = sub === 'DESC' ? varDescription(name) : cmdDescription(name);
+        const answer = (text: string) => one(`${sub} ${ups} ${name} ${quoteValue(text)}`);
+        if (!meta) return answer(local);
+        return this.upstream(() => (sub === 'DESC' ? meta.desc(name, this.life.signal) : meta.cmddesc(name, this.life.signal))).then((t) => answer(t ?? local));
+      }
       const value = findVar(this.vars(e), name);
       if (value === undefined) return err('VAR-NOT-SUPPORTED');
-      if (sub === 'TYPE') return one(`TYPE ${ups} ${name} ${typeOf(value)}`);
+      if (sub === 'TYPE') {
+        const answer = (type: string) => one(`TYPE ${ups} ${name} ${type}`);
+        if (!meta) return answer(typeOf(name, value));
+        return this.upstream(() => meta.type(name, this.life.signal)).then((t) => answer(t || typeOf(name, value)));
+      }
       return one(`VAR ${ups} ${name} ${quoteValue(value)}`);
     }
     return err('INVALID-ARGUMENT');
+  }
+
+  /** An upstream answer, or null when it fails: the caller answers itself then. */
+  private upstream(fn: () => Promise<string | null>): Promise<string | null> {
+    if (this.life.signal.aborted) return Promise.resolve(null);
+    try {
+      return fn().catch(() => null);
+    } catch {
+      return Promise.resolve(null);
+    }
   }
 
   private list(a: string[]): Reply | Promise<Reply> {
@@ -487,7 +593,7 @@ export class NutServer extends EventEmitter {
     }
     if (sub === 'RW') return { lines: [`BEGIN LIST RW ${ups}`, `END LIST RW ${ups}`] };
     if (sub === 'CMD') {
-      return Promise.resolve(e.ups.commands?.list() ?? []).then(
+      return Promise.resolve().then(() => e.ups.commands?.list(this.life.signal) ?? []).then(
         (cmds) => ({ lines: [`BEGIN LIST CMD ${ups}`, ...cmds.map((c) => `CMD ${ups} ${c}`), `END LIST CMD ${ups}`] }),
         () => ({ lines: [`BEGIN LIST CMD ${ups}`, `END LIST CMD ${ups}`] }),
       );
@@ -496,6 +602,12 @@ export class NutServer extends EventEmitter {
     const name = a[2];
     if (findVar(this.vars(e), name) === undefined) return err('VAR-NOT-SUPPORTED');
     return { lines: [`BEGIN LIST ${sub} ${ups} ${name}`, `END LIST ${sub} ${ups} ${name}`] };
+  }
+
+  private loginCommand(conn: Connection, a: string[]): Reply {
+    if (conn.username === undefined) return err('USERNAME-REQUIRED');
+    if (conn.password === undefined) return err('PASSWORD-REQUIRED');
+    return this.login(conn, a);
   }
 
   private login(conn: Connection, a: string[]): Reply {
@@ -554,7 +666,7 @@ export class NutServer extends EventEmitter {
     const cmds = e.ups.commands;
     let supported: string[] = [];
     try {
-      supported = cmds ? await cmds.list() : [];
+      supported = cmds ? await cmds.list(this.life.signal) : [];
     } catch {
       supported = [];
     }
@@ -578,6 +690,10 @@ export class NutServer extends EventEmitter {
   private async runInstcmd(e: Entry, cmds: InstantCommands, cmd: string, param: string | undefined, by: string): Promise<boolean> {
     const ac = new AbortController();
     const timer = setTimeout(() => ac.abort(new Error(`no result within ${this.opts.instcmdTimeoutMs} ms`)), this.opts.instcmdTimeoutMs);
+    // close() ends the command too: neither the timer nor the upstream connection outlives the server.
+    const onStop = () => ac.abort(this.life.signal.reason);
+    if (this.life.signal.aborted) onStop();
+    else this.life.signal.addEventListener('abort', onStop, { once: true });
     try {
       await Promise.race([
         cmds.run(cmd, param, ac.signal),
@@ -590,9 +706,12 @@ export class NutServer extends EventEmitter {
       return false;
     } finally {
       clearTimeout(timer);
+      this.life.signal.removeEventListener('abort', onStop);
       if (!ac.signal.aborted) ac.abort();
     }
   }
+
+
 
   private track(id: string, status: Tracked['status']): void {
     const now = this.now();
@@ -637,6 +756,7 @@ export class Connection {
   password: string | undefined;
   login: Entry | undefined;
   loginAt = 0;
+  loginFailed: { ups: string; error: string } | undefined;
   tracking = false;
   private readonly parser: CommandParser;
   private readonly queue: string[][] = [];

@@ -90,13 +90,29 @@ export function findVar(list: VarList, name: string): string | undefined {
   return undefined;
 }
 
+/** Text variables, flagged as strings whatever their value looks like (a serial may be all digits). */
+const STRING_VARS = new Set([
+  'device.mfr', 'device.model', 'device.serial', 'device.type', 'device.part', 'device.description', 'device.contact', 'device.location',
+  'ups.mfr', 'ups.model', 'ups.serial', 'ups.firmware', 'ups.firmware.aux', 'ups.id', 'ups.mfr.date', 'ups.productid', 'ups.vendorid',
+  'ups.test.result', 'ups.beeper.status', 'ups.type', 'battery.type', 'battery.date', 'battery.mfr.date', 'battery.charger.status',
+  'driver.name', 'driver.version', 'driver.version.internal', 'driver.version.data', 'driver.parameter.port',
+]);
+
+/** The field size snmp-ups gives its string variables (SU_INFOSIZE). */
+const STRING_AUX = 128;
+
 /**
- * GET TYPE: sources do not say which variables are strings, so a value that reads as a number is
- * a NUMBER and anything else a STRING of its length (upsd answers from the driver's flags; nothing
- * is writable here, so there is never RW, ENUM or RANGE).
+ * GET TYPE for sources other than NUT, answered as upsd answers for a driver that flags its text
+ * variables ST_FLAG_STRING with a field size, as snmp-ups does: `STRING:128` for text, `NUMBER`
+ * for numbers, and `NUMBER` for ups.status and the alarm variables, which drivers set without a
+ * type flag (upsd calls every unflagged variable a NUMBER). Nothing is writable here, so there is
+ * never RW, ENUM or RANGE. A NUT source's upsd is asked instead (ServedUps.meta).
  */
-export function typeOf(value: string): string {
-  return /^\s*[-+]?(\d+\.?\d*|\.\d+)\s*$/.test(value) ? 'NUMBER' : `STRING:${Math.max(1, value.length)}`;
+export function typeOf(name: string, value: string): string {
+  const n = name.toLowerCase();
+  if (n === 'ups.status' || n === 'ups.alarm' || n.endsWith('.alarm')) return 'NUMBER';
+  if (STRING_VARS.has(n) || !/^\s*[-+]?(\d+\.?\d*|\.\d+)\s*$/.test(value)) return `STRING:${STRING_AUX}`;
+  return 'NUMBER';
 }
 
 /** Short descriptions for GET DESC, in the spirit of NUT's docs/nut-names.txt. */
