@@ -357,6 +357,35 @@ describe('UPS command node (Node-RED runtime, real peers)', function () {
       assert.match(r.error, /FSD is a flag of a NUT server/);
     });
 
+    it('dry-run proves write access by writing one setting with the value it has, and changes nothing', async () => {
+      await helper.load(upsCommandNodes, [...snmpDevice('apc'), ...commandNode()], { dev: { community: 'apc' } });
+      const dry = await run('dry-run');
+      assert.equal(dry.ok, true, JSON.stringify(dry));
+      assert.match(dry.results[0].detail, /; the objects answer; write access proven \(upsAdvConfigShutoffDelay written with the value it has, 9000\)$/);
+      assert.equal(await agent.value('apc', `${A}5.2.10.0`), 9000, 'the shutoff delay is what it was');
+      assert.equal(await agent.value('apc', `${A}5.2.9.0`), 0);
+      assert.equal(await agent.value('apc', `${A}6.2.2.0`), 1, 'no reboot sent');
+      assert.equal(await agent.value('apc', `${A}6.1.1.0`), 1, 'no conserve battery sent');
+      await helper.unload();
+      // Eaton: no setting every card has that can be rewritten unchanged (its off-delay reads -1 here).
+      await helper.load(upsCommandNodes, [...snmpDevice('eaton'), ...commandNode()], { dev: { community: 'eaton' } });
+      const eaton = await run('dry-run');
+      assert.equal(eaton.ok, true, JSON.stringify(eaton));
+      assert.match(eaton.results[0].detail, /write access not checked: this card has no setting that can be rewritten unchanged/);
+      assert.equal(await agent.value('eaton', `${X}9.1.0`), -1);
+    });
+
+    it('dry-run with a read-only community: fails, saying the community may not write, before anything is sent', async () => {
+      // "generic" is file-backed without writecache: snmpsim refuses every SET, as a card does for a
+      // read-only community that answers with an error (one that drops the write silently gives the
+      // "answers reads but not a write" error instead; snmpsim cannot drop only the SETs).
+      await helper.load(upsCommandNodes, [...snmpDevice('generic'), ...commandNode()], { dev: { community: 'generic' } });
+      const dry = await run('dry-run');
+      assert.equal(dry.ok, false, JSON.stringify(dry));
+      assert.equal(dry.results[0].error, 'the agent refused to write upsAutoRestart even with the value it has: this community / v3 user may not write (read-only?); use the card\'s write community or a v3 user with write access');
+      assert.equal(await agent.value('generic', `${I}8.2.0`), -1);
+    });
+
     it('a read-only community: the SET is refused and the report says which object', async () => {
       // "generic" is file-backed without writecache: every SET is refused by the agent.
       await helper.load(upsCommandNodes, [...snmpDevice('generic'), ...commandNode()], { dev: { community: 'generic' } });

@@ -7,14 +7,16 @@
  * - `instcmd` (NUT INSTCMD, or the MIB's control write of that NUT name), `setvar` (NUT SET VAR, or
  *   the MIB's delay objects), `fsd` (NUT only).
  * Dry-run connects, checks the command exists (LIST CMD / LIST RW, or the MIB objects answer a
- * GET), checks the credentials where that is possible without side effects, and sends nothing.
+ * GET), checks the credentials where that is possible without side effects (NUT: a SET of a
+ * variable that does not exist; SNMP: one setting written with the value it has), and sends no
+ * command.
  * A one-shot command is not repeated after a Node-RED restart (`repeatable` false) except SET VAR
  * and FSD, which are harmless to repeat.
  */
 import { ActOptions, ActOutcome, ActionDriver, Operation, PowerState, Target, abortError, abortableSleep } from '../actions/contract';
 import { NutCommandTarget, NutCommander, TrackingResult } from './nut';
 import { CommandConfig, describeCommand } from './config';
-import { SnmpPlan, planObjects, planSnmpCommand, planSnmpSetVar, runSnmpPlan, snmpCommandNames, snmpVariableNames } from './snmp';
+import { SnmpPlan, planObjects, planSnmpCommand, planSnmpSetVar, proveWriteAccess, runSnmpPlan, snmpCommandNames, snmpVariableNames } from './snmp';
 import { SnmpClient, SnmpTarget } from '../snmp/client';
 import { ProfileId } from '../snmp/profiles';
 import { SnmpSource } from '../snmp/source';
@@ -116,7 +118,8 @@ export class UpsCommandDriver implements ActionDriver {
       const values = await this.client!.get(objects, signal);
       const missing = objects.filter((o) => values.get(o) === null);
       if (missing.length) throw new Error(`the agent has no ${missing.join(', ')}: this ${this.source!.profile!.label} card cannot do "${this.what}"`);
-      return `would ${plan.steps.map((s) => s.what).join(', then ')} — ${plan.summary}; the objects answer, write access shows only when the agent answers a SET`;
+      const write = await proveWriteAccess(this.client!, this.profile, signal);
+      return `would ${plan.steps.map((s) => s.what).join(', then ')} — ${plan.summary}; the objects answer; ${write.detail}`;
     }
     const nut = this.nut!;
     const user = this.access.nut.username;

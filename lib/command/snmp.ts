@@ -14,7 +14,7 @@
  * the running timer (RFC 1628 upsShutdownAfterDelay, XUPS xupsControlOutputOffDelay /
  * xupsLoadShedSecsWithRestart) or the delay just written (APC/CyberPower), it is read back.
  */
-import { SetVarbind, SnmpClient, SnmpValue } from '../snmp/client';
+import { SetVarbind, SnmpClient, SnmpError, SnmpValue } from '../snmp/client';
 import { ProfileId } from '../snmp/profiles';
 
 const I = '1.3.6.1.2.1.33.1.';
@@ -256,4 +256,55 @@ export async function runSnmpPlan(client: SnmpClient, plan: SnmpPlan, signal: Ab
     confirmed.push(c.what);
   }
   return confirmed;
+}
+
+/**
+ * Objects a dry-run may write back with the value they hold, to prove write access without changing
+ * anything: configuration values, never a trigger (a control object acts on any write) or a running
+ * timer (rewriting it would restart the count). Numbers only: strings come back trimmed.
+ */
+const WRITE_PROBES: Record<ProfileId, Array<{ oid: string; name: string; safe?: (v: SnmpValue) => boolean }>> = {
+  ietf: [{ oid: `${I}8.5.0`, name: 'upsAutoRestart' }, { oid: `${I}9.8.0`, name: 'upsConfigAudibleStatus' }],
+  apc: [{ oid: `${A}5.2.10.0`, name: 'upsAdvConfigShutoffDelay' }, { oid: `${A}5.2.9.0`, name: 'upsAdvConfigReturnDelay' }],
+  cyberpower: [{ oid: `${C}5.2.11.0`, name: 'upsAdvanceConfigSleepDelay' }, { oid: `${C}5.2.9.0`, name: 'upsAdvanceConfigReturnDelay' }],
+  // XUPS has no plain configuration number every card has; 0 written to an idle off-delay is
+  // "abort a pending shutdown" with none pending.
+  eaton: [{ oid: `${X}9.1.0`, name: 'xupsControlOutputOffDelay', safe: (v) => v.value === 0 }],
+};
+
+const SET_TYPE: Partial<Record<SnmpValue['kind'], SetVarbind['type']>> = { int: 'int', gauge: 'gauge', timeticks: 'timeticks' };
+
+export interface WriteCheck {
+  /** Whether a write was tried (false: the card has no object that can be rewritten unchanged). */
+  tried: boolean;
+  detail: string;
+}
+
+/**
+ * Prove the community / v3 user may write: SET one configuration object to the value it holds.
+ * Rejects with what to fix when the agent refuses, or answers GETs but not the SET (many agents
+ * drop a write from a read-only community without an answer).
+ */
+export async function proveWriteAccess(client: SnmpClient, profile: ProfileId, signal: AbortSignal): Promise<WriteCheck> {
+  const probes = WRITE_PROBES[profile];
+  const values = await client.get(probes.map((p) => p.oid), signal);
+  for (const p of probes) {
+    const v = values.get(p.oid) ?? null;
+    const type = v && typeof v.value === 'number' ? SET_TYPE[v.kind] : undefined;
+    if (!v || !type || (p.safe && !p.safe(v))) continue;
+    try {
+      await client.set([{ oid: p.oid, type, value: v.value as number }], signal);
+    } catch (err) {
+      const e = err as SnmpError;
+      if (e.kind === 'timeout') {
+        throw new Error(`the agent answers reads but not a write (${p.name} set to the value it has): this community / v3 user is most likely read-only (agents drop such writes without an answer); use the card's write community or a v3 user with write access`);
+      }
+      if (e.kind === 'agent') {
+        throw new Error(`the agent refused to write ${p.name} even with the value it has: this community / v3 user may not write (read-only?); use the card's write community or a v3 user with write access`);
+      }
+      throw err;
+    }
+    return { tried: true, detail: `write access proven (${p.name} written with the value it has, ${v.value})` };
+  }
+  return { tried: false, detail: 'write access not checked: this card has no setting that can be rewritten unchanged, so it shows only when the command is sent' };
 }
