@@ -423,13 +423,30 @@ describe('UPS command node (Node-RED runtime, real peers)', function () {
         ...commandNode({ delayShutdown: 30 }),
       ], { dev: { community: 'ietf' } });
       const done = new Collector('done');
+      // The run record's entry for the UPS command: the one action of the one phase.
+      const commandResult = (report: any) => {
+        assert.equal(report.phases.length, 1);
+        const action = report.phases[0].actions.find((a: any) => a.id === 'cmd');
+        assert.ok(action, `the run record has the UPS command (${JSON.stringify(report.phases[0].actions)})`);
+        assert.equal(action.results.length, 1);
+        return { action, result: action.results[0] };
+      };
       helper.getNode('last').receive({ topic: 'dry-run' });
-      const dry = await done.waitFor((m) => m.topic === 'run-report' || m.topic === 'phase-done', 30_000);
-      assert.ok(dry, 'the dry-run finished');
+      const dry = (await done.waitFor((m) => m.topic === 'run-report', 30_000)).msg.payload;
+      assert.deepEqual([dry.state, dry.dryRun, dry.direction], ['done', true, 'shutdown'], JSON.stringify(dry));
+      const d = commandResult(dry);
+      assert.equal(d.action.state, 'done');
+      assert.deepEqual([d.result.method, d.result.ok], ['dry-run', true]);
+      assert.match(d.result.detail, /^would upsAutoRestart = on, then upsShutdownAfterDelay = 30 s — on battery: .*write access proven/);
       assert.equal(await agent.value('ietf', `${I}8.2.0`), -1, 'plan dry-run wrote nothing');
       const from = done.received.length;
       helper.getNode('last').receive({ topic: 'shutdown' });
-      await done.waitFor((m) => m.topic === 'run-report' || m.topic === 'phase-done', 30_000, from);
+      const real = (await done.waitFor((m) => m.topic === 'run-report', 30_000, from)).msg.payload;
+      assert.deepEqual([real.state, real.dryRun], ['done', false], JSON.stringify(real));
+      const r = commandResult(real);
+      assert.equal(r.action.state, 'done');
+      assert.deepEqual([r.result.target, r.result.method, r.result.ok], [helper.getNode('dev').upsName, 'graceful', true]);
+      assert.match(r.result.detail, /^on battery: output off in 30 s, back on when mains returns \(upsAutoRestart\); confirmed: upsShutdownAfterDelay counting down, upsAutoRestart on$/);
       assert.equal(await agent.value('ietf', `${I}8.2.0`), 30, 'upsShutdownAfterDelay written by the plan');
     });
   });
