@@ -10,7 +10,7 @@ import { EachNode, FlowNodeConfig, HaServerNode, MqttBrokerNode } from './ha-mqt
 import { UpsState } from '../lib/ups/state';
 import { EventTracker, UpsEvent } from '../lib/ups/events';
 import { DiscoveryContext, UPS_ENTITIES, packageOrigin, upsDeviceBlock, upsDeviceId, upsDiscovery, upsStatePayload, upsStateTopic } from '../lib/mqtt/discovery';
-import { DiscoveryPublisher } from '../lib/mqtt/publisher';
+import { DiscoveryPublisher, sweepUnknownPublishers } from '../lib/mqtt/publisher';
 import { CommandReport, PlanControl, PlanHandle, planDeviceId, planTopic } from '../lib/mqtt/plan';
 import { parseInput } from '../lib/mqtt/ups-input';
 import { slug } from '../lib/mqtt/topics';
@@ -173,6 +173,35 @@ export = function register(RED: NodeAPI): void {
       fire(runEventData(e)).catch(() => undefined);
     };
 
+    // ---- entities of publish nodes deleted while the broker was unreachable: swept at start and
+    // after every deploy, for publishers on this broker (host, port) and base topic only
+    let flowsStarted = false;
+    let sweeping = false;
+    const closing = new AbortController();
+    const sameBroker = (b: MqttBrokerNode | null): boolean | null => {
+      const s = b?.broker?.settings;
+      if (!s || !broker) return null;
+      return s.host.toLowerCase() === broker.settings.host.toLowerCase() && s.port === broker.settings.port && s.baseTopic === broker.settings.baseTopic;
+    };
+    const sweep = () => {
+      if (!broker || !ctx || !flowsStarted || sweeping || !broker.connected) return;
+      sweeping = true;
+      const known = new Set<string>();
+      (RED.nodes as unknown as EachNode).eachNode((n) => {
+        if (n.type !== 'upsorch-publish-state') return;
+        // Deployed here on another broker or base topic: its index on this broker is a leftover too.
+        const other = sameBroker(typeof n.broker === 'string' ? (RED.nodes.getNode(n.broker) as MqttBrokerNode | null) : null) === false;
+        if (!other || n.id === node.id) known.add(slug(n.id));
+      });
+      sweepUnknownPublishers(broker, ctx, (id) => known.has(id), { warn: (t) => node.warn(t), signal: closing.signal })
+        .then((ids) => {
+          if (ids.length) node.log(`removed the Home Assistant entities left by ${ids.length} deleted publish node${ids.length > 1 ? 's' : ''} (${ids.join(', ')})`);
+        })
+        .finally(() => {
+          sweeping = false;
+        });
+    };
+
     // ---- wiring it up
     const stops: Array<() => void | Promise<void>> = [];
     const working = !problems.length && !!cfg;
@@ -188,7 +217,10 @@ export = function register(RED: NodeAPI): void {
             if (s && s.state === 'disconnected' && s.text !== 'not connected' && s.text !== lastWarned) node.warn(`MQTT: ${s.text}`);
             if (s) lastWarned = s.state === 'connected' ? '' : s.text === 'not connected' ? lastWarned : s.text;
           },
-          connected: () => publisher.connected(),
+          connected: () => {
+            publisher.connected();
+            sweep();
+          },
         };
         broker.register(user);
         stops.push(() => broker.deregister(user));
@@ -289,6 +321,8 @@ export = function register(RED: NodeAPI): void {
     };
     const onFlowsStarted = () => {
       if (!publisher || !working) return;
+      flowsStarted = true;
+      sweep();
       const { ids: next, wired } = computeExpected();
       checkNames(wired);
       for (const id of [...fromMsg]) {
@@ -336,6 +370,7 @@ export = function register(RED: NodeAPI): void {
 
     node.on('close', (removed, done) => {
       RED.events.removeListener('flows:started', onFlowsStarted);
+      closing.abort();
       const finish = async () => {
         if (removed && publisher && broker?.connected) {
           // The node was deleted: its devices leave Home Assistant (empty retained configs).

@@ -47,6 +47,19 @@ function publishNode(over: Record<string, unknown> = {}): Record<string, unknown
 
 const rackUps = (over: Record<string, unknown> = {}) => deviceConfig('dev', { name: 'Rack UPS', source: 'sim', ...over });
 
+/** Wait until this node's own latest status matches (the helper's status spy records every node's calls). */
+async function ownStatus(id: string, pred: (s: { fill?: string; text?: string }) => boolean, ms = 5000): Promise<{ fill?: string; text?: string }> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const n = helper.getNode(id);
+    const own = n.status.getCalls().filter((c: any) => c.thisValue === n);
+    const last = own.at(-1)?.args[0];
+    if (last && pred(last)) return last;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for the status of ${id}; last was ${JSON.stringify(last)}`);
+    await sleep(50);
+  }
+}
+
 /** Wait until every topic in `topics` has been seen (retained or live). */
 async function waitForTopics(o: MqttObserver, topics: string[], ms = 8000): Promise<void> {
   const deadline = Date.now() + ms;
@@ -282,6 +295,43 @@ describe('publish state: Home Assistant MQTT discovery with a real Mosquitto bro
     assert.deepEqual([...retained.keys()], []);
   });
 
+  it('a publish node deleted while the broker was unreachable: its entities are swept at the next start', async () => {
+    const keep = deviceConfig('devk', { name: 'Keep UPS', source: 'sim' });
+    const flow = [brokerConfig(peer.port), rackUps(), keep, ...publishNode({ ups1: 'dev' }), { ...publishNode({ ups1: 'devk' })[0], id: 'pubk', wires: [] }];
+    await helper.load(haMqttNodes, flow);
+    const indexes = async () => MqttObserver.retained(peer.port, ['ups-orchestrator/publisher/+/index']);
+    const deadline = Date.now() + 8000;
+    while ([...(await indexes()).values()].filter((v) => Object.keys(JSON.parse(v)).length === 13).length < 2) {
+      if (Date.now() > deadline) throw new Error('timed out waiting for both publishers');
+    }
+    // not ours to touch: another base topic's publisher, and a discovery config no index lists
+    const o = await MqttObserver.connect(peer.port, []);
+    await o.publish('other-base/publisher/gone/index', JSON.stringify({ 'homeassistant/sensor/x_other/config': { h: 'abc', d: 'x' } }), true);
+    await o.publish('homeassistant/sensor/x_other/config', '{"name":"other"}', true);
+    await o.close();
+    // Node-RED stops; the publish node "pub" is deleted while nothing can reach the broker
+    await helper.unload();
+    let retained = await MqttObserver.retained(peer.port, ['homeassistant/#', 'ups-orchestrator/#']);
+    assert.equal([...retained.keys()].filter((t) => t.includes('rack_ups')).length, 13, 'the ghost entities are there before the start');
+
+    await helper.load(haMqttNodes, flow.filter((n) => n.id !== 'pub' && n.id !== 'pub-out'));
+    observer = await MqttObserver.connect(peer.port, ['ups-orchestrator/publisher/+/index']);
+    await observer.waitFor((m) => m.topic === 'ups-orchestrator/publisher/pub/index' && m.payload === '' && !m.retain, 8000, 0, 'the swept index');
+    retained = await MqttObserver.retained(peer.port, ['homeassistant/#', 'ups-orchestrator/#', 'other-base/#']);
+    assert.deepEqual([...retained.keys()].filter((t) => t.includes('rack_ups') || t.includes('/publisher/pub/')), [], 'nothing of the deleted publish node is left');
+    assert.equal([...retained.keys()].filter((t) => t.startsWith('homeassistant/') && t.includes('keep_ups')).length, 12, 'the deployed publish node keeps its entities');
+    assert.ok(retained.has('ups-orchestrator/publisher/pubk/index'));
+    assert.equal(retained.get('homeassistant/sensor/x_other/config'), '{"name":"other"}');
+    assert.ok(retained.has('other-base/publisher/gone/index'));
+    const n = helper.getNode('pubk');
+    assert.ok(n.log.getCalls().some((c: any) => /removed the Home Assistant entities left by 1 deleted publish node \(pub\)/.test(String(c.args[0]))));
+    // clean up what this test planted outside our base topic
+    const c = await MqttObserver.connect(peer.port, []);
+    await c.publish('other-base/publisher/gone/index', '', true);
+    await c.publish('homeassistant/sensor/x_other/config', '', true);
+    await c.close();
+  });
+
   it('two UPS devices with one name: the first keeps its Home Assistant device, the second gets its own, and the node says so', async () => {
     const twin = deviceConfig('dev2', { name: 'Rack UPS', source: 'sim', simLoad: 50 });
     await helper.load(haMqttNodes, [brokerConfig(peer.port), rackUps(), twin, ...publishNode({ ups1: 'dev', ups2: 'dev2' })]);
@@ -297,7 +347,7 @@ describe('publish state: Home Assistant MQTT discovery with a real Mosquitto bro
     const text = '2 UPS devices are called "Rack UPS" (simulated UPS "Rack UPS", simulated UPS "Rack UPS"): Home Assistant shows "Rack UPS (dev2)" besides "Rack UPS" (simulated UPS "Rack UPS"); or give each UPS device its own name';
     const n = helper.getNode('pub');
     assert.deepEqual(n.warn.getCalls().filter((c: any) => c.thisValue === n).map((c: any) => String(c.args[0])), [`Home Assistant: ${text}`]);
-    await waitForStatus('pub', (x) => x.fill === 'yellow' && (x.text ?? '').startsWith('2 UPS · 2 UPS devices are called "Rack UPS"'));
+    await ownStatus('pub', (x) => x.fill === 'yellow' && (x.text ?? '').startsWith('2 UPS · 2 UPS devices are called "Rack UPS"'));
   });
 
   it('two wired UPS in nodes whose UPS devices share a name: a clear warning that they merge', async () => {
@@ -305,7 +355,7 @@ describe('publish state: Home Assistant MQTT discovery with a real Mosquitto bro
     await helper.load(haMqttNodes, [
       brokerConfig(peer.port), rackUps(), twin, ...upsIn('in', 'dev', { wires: [['pub'], []] }), ...upsIn('in2', 'dev2', { wires: [['pub'], []] }), ...publishNode(),
     ]);
-    await waitForStatus('pub', (x) => x.fill === 'yellow' && /^1 UPS · 2 UPS devices are called "Rack UPS"/.test(x.text ?? ''), 8000);
+    await ownStatus('pub', (x) => x.fill === 'yellow' && /^1 UPS · 2 UPS devices are called "Rack UPS"/.test(x.text ?? ''), 8000);
     const n = helper.getNode('pub');
     const w = n.warn.getCalls().filter((c: any) => c.thisValue === n).map((c: any) => String(c.args[0]));
     assert.deepEqual(w, ['Home Assistant: 2 UPS devices are called "Rack UPS" (simulated UPS "Rack UPS", simulated UPS "Rack UPS"): simulated UPS "Rack UPS" reaches this node only as messages, which carry the name alone, and merge into "Rack UPS" in Home Assistant – choose it in this node\'s UPS list instead of wiring; or give each UPS device its own name']);

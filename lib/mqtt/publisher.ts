@@ -56,6 +56,68 @@ export interface PublisherOptions {
 
 const STATE = 'state';
 
+/**
+ * Remove what publishers that no longer exist left on the broker: a publish node deleted while the
+ * broker was unreachable could not clear its entities, and nothing else ever would. Reads every
+ * retained index under `<base>/publisher/+/index`; for each whose publisher id `isKnown` rejects,
+ * clears every topic it lists (empty retained payloads) and then the index itself. Relies on one
+ * base topic per Node-RED instance (another instance's publishers would look unknown here).
+ * Resolves with the ids swept; never rejects.
+ */
+export async function sweepUnknownPublishers(
+  broker: PublisherBroker,
+  ctx: Pick<DiscoveryContext, 'baseTopic' | 'discoveryPrefix'>,
+  isKnown: (publisherSlug: string) => boolean,
+  opts: { waitMs?: number; warn?(text: string): void; signal?: AbortSignal } = {},
+): Promise<string[]> {
+  const signal = opts.signal;
+  const { baseTopic, discoveryPrefix } = ctx;
+  const prefix = `${baseTopic}/publisher/`;
+  const found = new Map<string, string>();
+  try {
+    const undo = await broker.subscribeAcked(`${prefix}+/index`, (topic, payload, retained) => {
+      if (retained && payload.length) found.set(topic, payload.toString());
+    });
+    // Retained messages follow the SUBACK at once; a short wait collects them (cut short by a close).
+    await new Promise<void>((r) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', done);
+        r();
+      };
+      const timer = setTimeout(done, opts.waitMs ?? 500);
+      signal?.addEventListener('abort', done);
+    });
+    undo();
+  } catch (err) {
+    opts.warn?.(`MQTT: cannot look for entities of deleted publish nodes: ${(err as Error).message}`);
+    return [];
+  }
+  const swept: string[] = [];
+  for (const [indexTopic, json] of found) {
+    if (signal?.aborted) break;
+    const id = indexTopic.slice(prefix.length, -'/index'.length);
+    if (!id || id.includes('/') || isKnown(id)) continue;
+    let topics: string[] = [];
+    try {
+      topics = Object.keys(JSON.parse(json) as Record<string, unknown>);
+    } catch {
+      /* unreadable: only the index goes */
+    }
+    try {
+      // Only topics of this base topic or of discovery configs: a damaged index must not clear anything else.
+      const ours = (t: string) => !/[+#]/.test(t) && (t.startsWith(`${baseTopic}/`) || (t.startsWith(`${discoveryPrefix}/`) && t.endsWith('/config')));
+      for (const t of topics) if (ours(t)) await broker.publish(t, '', { retain: true, qos: 1 });
+      await broker.publish(indexTopic, '', { retain: true, qos: 1 });
+      swept.push(id);
+    } catch (err) {
+      opts.warn?.(`MQTT: cannot remove the entities of deleted publish node ${id}: ${(err as Error).message}`);
+      return swept;
+    }
+  }
+  return swept;
+}
+
 export function hashPayload(payload: string): string {
   return createHash('sha256').update(payload).digest('hex').slice(0, 16);
 }
