@@ -41,6 +41,19 @@ function publishNode(over: Record<string, unknown> = {}): Record<string, unknown
 const haDevice = (over: Record<string, unknown> = {}) => deviceConfig('hadev', { source: 'ha', name: '', haServer: 'ha', haEntityPrefix: 'sensor.rack', pollInterval: 0.5, ...over });
 const creds = (token = TOKEN) => ({ ha: { token } });
 
+/** Wait until this node's own latest status matches (the helper's status spy records every node's calls). */
+async function ownStatus(id: string, pred: (s: { fill?: string; text?: string }) => boolean, ms = 5000): Promise<{ fill?: string; text?: string }> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const n = helper.getNode(id);
+    const own = n.status.getCalls().filter((c: any) => c.thisValue === n);
+    const last = own.at(-1)?.args[0];
+    if (last && pred(last)) return last;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for the status of ${id}; last was ${JSON.stringify(last)}`);
+    await sleep(50);
+  }
+}
+
 describe('Home Assistant websocket (fake Home Assistant)', function () {
   this.timeout(60000);
   let fake: FakeHaServer;
@@ -170,7 +183,7 @@ describe('Home Assistant websocket (fake Home Assistant)', function () {
     assert.equal(s.runtime, null);
     assert.equal(s.charge, 97);
     const advice = 'sensor.rack_battery_runtime (battery runtime) is not in Home Assistant: enable it in Home Assistant (Settings → Devices & services → Entities); HA\'s NUT integration creates it disabled; runtime thresholds cannot fire without it, or correct the entity id in the UPS device';
-    const st = await waitForStatus('in', (x) => x.fill === 'red', 5000);
+    const st = await ownStatus('in', (x) => x.fill === 'red', 5000);
     assert.equal(st.text, `OL CHRG 97% · ${advice}`.slice(0, 99) + '…');
     const n = helper.getNode('in');
     const warned = () => n.warn.getCalls().filter((c: any) => c.thisValue === n).map((c: any) => String(c.args[0]));
@@ -183,7 +196,7 @@ describe('Home Assistant websocket (fake Home Assistant)', function () {
     // enabled in Home Assistant: the runtime arrives and the warning goes
     fake.setState('sensor.rack_battery_runtime', '45', { unit_of_measurement: 'min', device_class: 'duration' });
     await states.waitFor((m) => m.payload.runtime === 2700, 5000);
-    await waitForStatus('in', (x) => x.fill === 'green' && x.text === 'OL CHRG 97% 45m', 5000);
+    await ownStatus('in', (x) => x.fill === 'green' && x.text === 'OL CHRG 97% 45m', 5000);
   });
 
   it('readings derived from the prefix that this UPS does not have (no temperature probe) are left out quietly; an entity chosen explicitly is not', async () => {
@@ -191,8 +204,8 @@ describe('Home Assistant websocket (fake Home Assistant)', function () {
     await helper.load(haMqttNodes, [haServer(fake.url), haDevice(), ...upsIn('in', 'hadev'), deviceConfig('hadev2', { source: 'ha', name: 'rack2', haServer: 'ha', haEntityPrefix: 'sensor.rack', haLoadEntity: 'sensor.rack_load_pct', pollInterval: 0.5 }), ...upsIn('in2', 'hadev2')], creds());
     const s = (await new Collector('in-state').waitFor((m) => m.payload.comm === 'ok', 5000)).msg.payload;
     assert.equal(s.temperature, null);
-    await waitForStatus('in', (x) => x.fill === 'green' && x.text === 'OL CHRG 97% 45m', 5000);
-    const st = await waitForStatus('in2', (x) => x.fill === 'red', 5000);
+    await ownStatus('in', (x) => x.fill === 'green' && x.text === 'OL CHRG 97% 45m', 5000);
+    const st = await ownStatus('in2', (x) => x.fill === 'red', 5000);
     assert.match(st.text ?? '', /· sensor\.rack_load_pct \(load\) is not in Home Assistant: enable it/);
   });
 
