@@ -598,6 +598,21 @@ describe('plan run machinery (lib/plan)', () => {
     assert.ok(report.timeline.some((t) => t.event === 'phase-timeout' && /timeout now 4\.9 s \(VMs resolved 12 targets\)/.test(t.text)));
   });
 
+  it('a damaged plan file is moved aside with the reason, not overwritten; the plan starts afresh', async () => {
+    const file = path.join(dir, 'plan-p1.json');
+    fs.writeFileSync(file, '{"version":1,"armed":tr');
+    const logs: string[] = [];
+    const plan = newPlan({ log: (_l, t) => logs.push(t) });
+    assert.equal(await plan.init(), null);
+    const aside = fs.readdirSync(dir).filter((f) => f.startsWith('plan-p1.json.damaged-'));
+    assert.equal(aside.length, 1, fs.readdirSync(dir).join(', '));
+    assert.equal(fs.readFileSync(path.join(dir, aside[0]), 'utf8'), '{"version":1,"armed":tr', 'kept as it was');
+    assert.ok(logs.some((l) => /is damaged .* it was moved to .*\.damaged-/.test(l)), logs.join('\n'));
+    await plan.setArmed(true, 'test');
+    assert.equal(JSON.parse(fs.readFileSync(file, 'utf8')).armed, true, 'a new file is written');
+    assert.equal(fs.readFileSync(path.join(dir, aside[0]), 'utf8'), '{"version":1,"armed":tr');
+  });
+
   it('wiring that is not one chain is refused with the reason', () => {
     const inv = new Inventory(['a']);
     const phases = [phase('one', [action('x', inv, ['a'])], {}, ['two', 'three']), phase('two', []), phase('three', [])];

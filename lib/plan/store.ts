@@ -46,7 +46,10 @@ export class PlanStore {
     this.file = path.join(dir, `plan-${planId.replace(/[^A-Za-z0-9._-]/g, '_')}.json`);
   }
 
-  /** The saved state, or null when there is none. A corrupt file is an error, not silence. */
+  /**
+   * The saved state, or null when there is none. A damaged file is an error, not silence: it is
+   * moved aside to `<file>.damaged-<time>` (kept for inspection, never overwritten by the next write).
+   */
   async load(): Promise<PlanFile | null> {
     let text: string;
     try {
@@ -60,7 +63,12 @@ export class PlanStore {
       if (data?.version !== 1 || typeof data.armed !== 'boolean') throw new Error('unknown format');
       return data;
     } catch (err) {
-      throw new Error(`the plan state ${this.file} is damaged (${(err as Error).message}); it was left in place, a new run starts a new file`);
+      const aside = `${this.file}.damaged-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+      const moved = await fs.rename(this.file, aside).then(
+        () => `it was moved to ${aside}`,
+        (e: Error) => `it could not be moved aside (${e.message}) and will be replaced`,
+      );
+      throw new Error(`the plan state ${this.file} is damaged (${(err as Error).message}); ${moved}; the plan starts without a saved run or switch`);
     }
   }
 
@@ -104,4 +112,7 @@ async function writeAtomic(file: string, text: string): Promise<void> {
     await fh.close();
   }
   await fs.rename(tmp, file);
+  // The rename itself is durable only once the folder is synced (else a power cut may undo it).
+  const dir = await fs.open(path.dirname(file), 'r').catch(() => null);
+  if (dir) await dir.sync().catch(() => undefined).finally(() => dir.close().catch(() => undefined));
 }
