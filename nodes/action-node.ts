@@ -72,11 +72,12 @@ export function setupActionNode(RED: NodeAPI, node: ActionNode, spec: ActionSpec
     const onAbort = () => ac.abort(signal.reason);
     if (signal.aborted) ac.abort(signal.reason);
     else signal.addEventListener('abort', onAbort, { once: true });
-    inFlight.add(ac);
-    const driver = spec.createDriver();
+    let driver: ActionDriver | undefined;
     const prefix = dryRun ? 'dry-run' : op;
-    node.status({ fill: 'blue', shape: 'dot', text: `${prefix}: connecting…` });
     try {
+      inFlight.add(ac);
+      driver = spec.createDriver();
+      node.status({ fill: 'blue', shape: 'dot', text: `${prefix}: connecting…` });
       const report = await runAction(driver, {
         selection: extra.selection ?? spec.selection,
         options: spec.options(op),
@@ -104,7 +105,7 @@ export function setupActionNode(RED: NodeAPI, node: ActionNode, spec: ActionSpec
     } finally {
       signal.removeEventListener('abort', onAbort);
       inFlight.delete(ac);
-      await driver.close().catch(() => undefined);
+      await driver?.close().catch(() => undefined);
     }
   };
 
@@ -116,13 +117,24 @@ export function setupActionNode(RED: NodeAPI, node: ActionNode, spec: ActionSpec
     return actionBudgetMs({ options: spec.options(op), concurrency: spec.concurrency, connectTimeoutMs: spec.connectTimeoutMs, targetTimeoutMs: spec.targetTimeoutMs }, n);
   };
 
+  // What the phase knows before this action runs (pending) or when it never will (skipped).
+  let shown = '';
+  const showState = (state: 'pending' | 'skipped', note: string | undefined, dryRun: boolean) => {
+    const text = shortStatus(`${dryRun ? 'dry-run: ' : ''}${state}${state === 'skipped' && note ? `: ${note}` : ''}`);
+    if (closing || inFlight.size > 0 || text === shown) return;
+    shown = text;
+    node.status({ fill: 'grey', shape: state === 'pending' ? 'ring' : 'dot', text });
+  };
+
   node.upsorchAction = {
     id: node.id,
     name: label,
     budgetMs: budget,
+    showState,
     perform: async (step: ActionStep): Promise<ActionReport> => {
       if (!spec) throw new Error(configError ?? 'invalid configuration');
       const op = spec.operationFor(step.run.direction);
+      shown = '';
       const report = await execute(op, step.run.dryRun, step, step.signal);
       if (!closing) node.send({ topic: 'action-report', payload: report, run: step.run, phase: step.phase } as NodeMessage);
       return report;
@@ -144,9 +156,15 @@ export function setupActionNode(RED: NodeAPI, node: ActionNode, spec: ActionSpec
       fail(errorText(err));
       return done(err as Error);
     }
+    let driver: ActionDriver;
+    try {
+      driver = spec.createDriver();
+    } catch (err) {
+      fail(errorText(err));
+      return done(err instanceof Error ? err : new Error(errorText(err)));
+    }
     const ac = new AbortController();
     inFlight.add(ac);
-    const driver = spec.createDriver();
     const any = !!(selection.names?.length || selection.patterns?.length || selection.tags?.length || selection.allRunning);
     withTimeout('listing targets', spec.connectTimeoutMs, ac.signal, (s) => driver.list(s, 'none'))
       .then(

@@ -91,8 +91,18 @@ export = function register(RED: NodeAPI): void {
 
     const gate: Gate | null = cfg && cfg.gate && gateDevice ? runtimeGate(gateDevice, cfg.gateRuntime) : null;
 
+    /** The phase's action nodes show pending until they run, and skipped (with why) if they never do. */
+    const showActions = (rec: PhaseRecord, run: RunRef) => {
+      for (const a of actions()) {
+        const ar = rec.actions.find((x) => x.id === a.id);
+        const state = ar ? ar.state : rec.state === 'pending' || rec.state === 'waiting' ? 'pending' : rec.state === 'skipped' ? 'skipped' : null;
+        if (state === 'pending' || state === 'skipped') a.showState?.(state, ar?.error ?? rec.note, run.dryRun);
+      }
+    };
+
     const show = (rec: PhaseRecord, run: RunRef) => {
       if (closing) return;
+      showActions(rec, run);
       const results = rec.actions.flatMap((a) => a.results);
       const failed = results.filter((r) => !r.ok).length;
       const known = rec.actions.reduce((n, a) => n + Math.max(a.total ?? 0, a.results.length, a.started.length), 0);

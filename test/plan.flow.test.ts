@@ -180,6 +180,11 @@ describe('a plan of phases with real SSH and libvirt actions', function () {
     const warned = helper.getNode('p2').warn.getCalls().map((c: any) => String(c.args[0]));
     assert.ok(warned.some((w: string) => /^shutdown: run [0-9a-f]{8} \(shutdown\) is in progress$/.test(w)), warned.join('\n'));
     assert.ok(!sshd.commands().some((c) => /synoshutdown|poweroff/.test(c)), 'NAS and host were not touched');
+    // The action nodes of the phases that never ran say so.
+    const own = (id: string) => helper.getNode(id).status.getCalls().filter((c: any) => c.thisValue === helper.getNode(id)).map((c: any) => c.args[0].text ?? '');
+    assert.ok(own('a-nas').includes('pending'), own('a-nas').join(' | '));
+    assert.match(own('a-nas').pop(), /^skipped: cancelled by /);
+    assert.match(own('a-host').pop(), /^skipped: cancelled by /);
   });
 
   it('Node-RED restarts mid-run: the run resumes where it stopped, and no target is acted on twice', async () => {

@@ -132,6 +132,8 @@ export interface ActionHandle {
    */
   budgetMs(targets?: number): number;
   perform(step: ActionStep): Promise<ActionReport>;
+  /** Show a state the phase knows before or instead of running this action. */
+  showState?(state: 'pending' | 'skipped', note: string | undefined, dryRun: boolean): void;
 }
 
 export interface PhaseSettings {
