@@ -137,6 +137,8 @@ function status(RED: NodeAPI, body: Record<string, unknown>): Record<string, unk
     localOnly: bound.address === '127.0.0.1' || bound.address === '::1',
     connections: s.connectionCount,
     stats: s.stats,
+    // Connected without a login: a NAS whose LOGIN is refused shows here with the reason.
+    pending: s.pendingClients().map((p) => ({ username: p.username, address: p.address, since: p.since, ...(p.loginFailed ? { loginFailed: p.loginFailed } : {}) })),
     ups: s.upsNames.map((u) => ({
       name: u,
       connect: hosts.map((h) => connectionString(u, h, bound.port)),

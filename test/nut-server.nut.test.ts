@@ -241,13 +241,18 @@ describe('NUT server node with real NUT clients (upsc, upscmd, upsrw, upsmon)', 
     await listening();
     const c = await RawClient.connect(port);
     assert.deepEqual(await c.ask(['USERNAME monuser', 'PASSWORD secret', 'LOGIN ups']), ['OK', 'OK', 'OK']);
+    const nas = await RawClient.connect(port);
+    assert.deepEqual(await nas.ask(['USERNAME admin', 'PASSWORD nosecret', 'LOGIN ups']), ['OK', 'OK', 'ERR ACCESS-DENIED']);
     const res = await helper.request().post('/upsorch-nut-server/status').send({ id: 'srv' }).expect(200);
     assert.equal(res.body.ok, true);
     assert.equal(res.body.localOnly, true);
     assert.deepEqual(res.body.ups[0].connect, [`ups@127.0.0.1:${port}`]);
     assert.deepEqual(res.body.ups[0].clients.map((x: { username: string; address: string }) => `${x.username}@${x.address}`), ['monuser@127.0.0.1']);
+    // The NAS whose LOGIN was refused shows, with the reason.
+    assert.deepEqual(res.body.pending.map((p: any) => [p.username, p.address, p.loginFailed]), [['admin', '127.0.0.1', { ups: 'ups', error: 'ACCESS-DENIED' }]]);
     assert.doesNotMatch(JSON.stringify(res.body), /secret|adminpass|bosspass/);
     c.destroy();
+    nas.destroy();
   });
 
   it('a real upsmon secondary logs in, sees the FSD of the NUT secondaries action, runs its SHUTDOWNCMD and leaves', async function () {
