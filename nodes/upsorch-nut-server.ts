@@ -4,6 +4,7 @@
  * config node; it subscribes to its UPS devices for as long as it runs. The "NUT secondaries"
  * action finds the running server through this node.
  */
+import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { HttpRequest, HttpResponse, NodeAPI, UpsDeviceNode, errorText } from './red';
@@ -27,6 +28,7 @@ export = function register(RED: NodeAPI): void {
     const node = this;
     const unsubscribes: Array<() => Promise<void>> = [];
     let server: NutServer | undefined;
+    const fsdFile = fsdStoreFile(path.join(RED.settings.userDir || path.join(os.homedir(), '.node-red'), 'ups-orchestrator'), node.id);
     const refusedLogged = new Map<string, number>();
     try {
       const cfg = parseServerConfig(raw, (node.credentials ?? {}) as ServerCredentials);
@@ -40,10 +42,9 @@ export = function register(RED: NodeAPI): void {
         return { name: slot.name, description: slot.description || undefined, state: () => latest, maxAgeMs: maxAgeFor(dev), commands, meta };
       });
       // FSD is kept on disk: after a restart mid-shutdown the NAS boxes still see it.
-      const dir = path.join(RED.settings.userDir || path.join(os.homedir(), '.node-red'), 'ups-orchestrator');
       server = new NutServer({
         host: cfg.host, port: cfg.port, ups: served, users: cfg.users, allow: cfg.allow, idleTimeoutMs: cfg.idleTimeoutMs, maxConnections: cfg.maxConnections,
-        fsdStore: new FileFsdStore(fsdStoreFile(dir, node.id)),
+        fsdStore: new FileFsdStore(fsdFile),
       });
       if (server.storeError) node.error(`NUT server: ${server.storeError}`);
       for (const r of server.restoredFsd) {
@@ -80,7 +81,9 @@ export = function register(RED: NodeAPI): void {
       node.error(node.configError);
     }
 
-    node.on('close', (_removed, done) => {
+    node.on('close', (removed, done) => {
+      // A deleted server leaves no FSD behind for a later node that might reuse the id.
+      if (removed) fs.rm(fsdFile, { force: true }, () => undefined);
       const s = server;
       server = undefined;
       delete node.upsorchNutServer;
