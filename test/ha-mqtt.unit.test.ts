@@ -8,7 +8,7 @@ import { slug, topicMatches, cleanBaseTopic } from '../lib/mqtt/topics';
 import { applyEntitiesEvent, EntityState } from '../lib/ha/entities';
 import { entityMap, statusFlags } from '../lib/ha/source';
 import { websocketUrl } from '../lib/ha/client';
-import { statusText } from '../lib/mqtt/discovery';
+import { statusText, upsStatePayload } from '../lib/mqtt/discovery';
 import { normalise } from '../lib/ups/state';
 import { parseBrokerConfig } from '../lib/mqtt/config';
 import { parseInput } from '../lib/mqtt/ups-input';
@@ -160,12 +160,14 @@ describe('HA / MQTT pure functions', () => {
     assert.deepEqual(c.calls, ['cancel Home Assistant', 'armed false Home Assistant']);
   });
 
-  it('plan sensor states stay within Home Assistant\'s 255 characters', () => {
+  it('sensor states stay within Home Assistant\'s 255 characters', () => {
     const long = 'dry-run refused: ' + 'ä'.repeat(400);
     const p = planStatePayload({ state: 'running', armed: true, allowRemote: false, run: null, currentPhase: 'P'.repeat(300), progress: null, lastResult: null }, null, long);
     assert.equal([...(p.last_command as string)].length, 255);
     assert.ok((p.last_command as string).startsWith('dry-run refused: ää') && (p.last_command as string).endsWith('…'));
     assert.equal([...(p.current_phase as string)].length, 255);
+    const ups = normalise({ ups: 'u', source: 'nut', vars: { 'ups.status': Array.from({ length: 40 }, (_, i) => `VENDOR_FLAG_${i}`).join(' ') }, ts: 0, secondsOnBattery: 0 });
+    assert.equal([...(upsStatePayload(ups).status as string)].length, 255, 'the UPS Status sensor too');
     assert.equal(planStatePayload({ state: 'idle', armed: false, allowRemote: false, run: null, currentPhase: null, progress: null, lastResult: null }, null, 'armed by Home Assistant').last_command, 'armed by Home Assistant');
   });
 

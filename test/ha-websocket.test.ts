@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { MosquittoPeer } from './peers/mosquitto';
 import { FakeHaServer } from './fakes/ha-server';
 import { HaClient, HaError } from '../lib/ha/client';
-import { Collector, deviceConfig, haMqttNodes, helper, send, sleep, upsIn, waitForStatus } from './util/red';
+import { Collector, deviceConfig, haMqttNodes, helper, send, sleep, upsIn } from './util/red';
 
 const TOKEN = 'llat-test-token-0123456789';
 
@@ -68,7 +68,7 @@ describe('Home Assistant websocket (fake Home Assistant)', function () {
 
   it('a wrong token: clear status, and no retry (Home Assistant bans addresses that keep failing)', async () => {
     await helper.load(haMqttNodes, [haServer(fake.url), ...publishNode()], creds('wrong-token'));
-    const st = await waitForStatus('pub', (x) => x.fill === 'red', 5000);
+    const st = await ownStatus('pub', (x) => x.fill === 'red', 5000);
     assert.equal(st.text, 'HA: authentication failed: Invalid access token or password (check the long-lived access token)');
     await sleep(2500);
     assert.equal(fake.authAttempts.length, 1);
@@ -80,7 +80,7 @@ describe('Home Assistant websocket (fake Home Assistant)', function () {
       haServer(fake.url), deviceConfig('dev', { name: 'Rack UPS', source: 'sim' }), deviceConfig('dev2', { name: 'Other', source: 'sim' }),
       ...upsIn('in2', 'dev2', { wires: [[], ['pub']] }), ...publishNode({ ups1: 'dev' }),
     ], creds());
-    await waitForStatus('pub', (x) => x.fill === 'green', 5000);
+    await ownStatus('pub', (x) => x.fill === 'green', 5000);
     // the device the node subscribes to directly
     helper.getNode('dev').simulate('power-lost');
     await fake.waitFor(() => fake.firedEvents.some((e) => e.event_data.event === 'ONBATT' && e.event_data.ups === 'Rack UPS'), 5000, 'ONBATT of Rack UPS');
@@ -106,7 +106,7 @@ describe('Home Assistant websocket (fake Home Assistant)', function () {
       throw { code: 'service_validation_error', message: 'message is required' };
     });
     await helper.load(haMqttNodes, [haServer(fake.url), ...publishNode()], creds());
-    await waitForStatus('pub', (x) => x.fill === 'green', 5000);
+    await ownStatus('pub', (x) => x.fill === 'green', 5000);
     const client = helper.getNode('ha').client as HaClient;
     const result = (await client.callService('notify', 'mobile_app_phone', { title: 'UPS', message: 'on battery', data: { push: { sound: { name: 'default', critical: 1, volume: 1 } } } })) as { context: { id: string } };
     assert.equal(typeof result.context.id, 'string');
@@ -140,7 +140,7 @@ describe('Home Assistant websocket (fake Home Assistant)', function () {
     assert.equal(s.realPower, 120);
     assert.equal(s.temperature, 30, '86 °F in °C');
     assert.equal(s.raw['ups.status'], 'OL CHRG');
-    await waitForStatus('in', (x) => x.fill === 'green' && x.text === 'OL CHRG 97% 45m');
+    await ownStatus('in', (x) => x.fill === 'green' && x.text === 'OL CHRG 97% 45m');
 
     // every poll of the UPS: the change must show by the second poll after it (the first may have read the old states)
     const polls: number[] = [];
@@ -219,13 +219,13 @@ describe('Home Assistant websocket (fake Home Assistant)', function () {
     await helper.load(haMqttNodes, [haServer(fake.url), haDevice(), ...upsIn('in', 'hadev', { wires: [['in-state'], ['pub']] }), ...publishNode()], creds());
     const states = new Collector('in-state');
     await states.waitFor((m) => m.payload.comm === 'ok', 5000);
-    await waitForStatus('pub', (x) => x.fill === 'green', 5000);
+    await ownStatus('pub', (x) => x.fill === 'green', 5000);
     assert.equal(fake.connections, 1, 'one connection shared by the UPS source and the publish node');
 
     await fake.restart(1500);
-    await waitForStatus('pub', (x) => x.fill !== 'green' && /HA:/.test(x.text ?? ''), 5000);
+    await ownStatus('pub', (x) => x.fill !== 'green' && /HA:/.test(x.text ?? ''), 5000);
     await states.waitFor((m) => m.payload.comm === 'lost' && /Home Assistant/.test(m.payload.commError), 5000);
-    await waitForStatus('pub', (x) => x.fill === 'green', 15000);
+    await ownStatus('pub', (x) => x.fill === 'green', 15000);
     assert.equal(fake.connections, 1);
     const from = states.received.length;
     fake.setState('sensor.rack_status_data', 'OB DISCHRG');
@@ -285,7 +285,7 @@ describe('closing the flow (Home Assistant + MQTT)', function () {
         },
         ...publishNode({ broker: 'broker' }),
       ], creds());
-      await waitForStatus('pub', (x) => x.fill === 'green' && /1 UPS/.test(x.text ?? ''), 8000);
+      await ownStatus('pub', (x) => x.fill === 'green' && /1 UPS/.test(x.text ?? ''), 8000);
       assert.equal(connectionsTo(fake.port), 1);
       assert.equal(connectionsTo(broker.port), 1);
       const t0 = Date.now();
@@ -330,18 +330,18 @@ describe('Home Assistant over TLS (wss, fake Home Assistant with a self-signed c
   it('a self-signed certificate is refused by default, with advice', async () => {
     assert.match(fake.url, /^https:/);
     await helper.load(haMqttNodes, [haServer(fake.url), ...publishNode()], creds());
-    const st = await waitForStatus('pub', (x) => x.fill === 'red', 8000);
+    const st = await ownStatus('pub', (x) => x.fill === 'red', 8000);
     assert.match(st.text ?? '', /^HA: TLS: self.signed certificate/i);
     assert.equal(fake.authAttempts.length, 0, 'the token was never sent');
   });
 
   it('a pinned SHA-256 fingerprint connects; a wrong pin never sends the token', async () => {
     await helper.load(haMqttNodes, [haServer(fake.url, { tlsFingerprint: fingerprint }), ...publishNode()], creds());
-    await waitForStatus('pub', (x) => x.fill === 'green', 8000);
+    await ownStatus('pub', (x) => x.fill === 'green', 8000);
     assert.equal(fake.authAttempts.length, 1);
     await helper.unload();
     await helper.load(haMqttNodes, [haServer(fake.url, { tlsFingerprint: 'AB'.repeat(32) }), ...publishNode()], creds());
-    const st = await waitForStatus('pub', (x) => x.fill === 'red', 8000);
+    const st = await ownStatus('pub', (x) => x.fill === 'red', 8000);
     assert.match(st.text ?? '', /^HA: certificate fingerprint mismatch/);
     await sleep(300);
     assert.equal(fake.authAttempts.length, 1, 'no second login: the token went nowhere');

@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { MosquittoPeer } from './peers/mosquitto';
 import { FakeHaServer } from './fakes/ha-server';
 import { MqttObserver } from './util/mqtt-observer';
-import { Collector, deviceConfig, haMqttNodes, helper, sleep, waitForStatus } from './util/red';
+import { Collector, deviceConfig, haMqttNodes, helper, sleep } from './util/red';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const planNode = require('../nodes/upsorch-plan');
@@ -117,6 +117,19 @@ function flow(port: number, planOver: Record<string, unknown> = {}, pubOver: Rec
   ];
 }
 
+/** Wait until this node's own latest status matches (the helper's status spy records every node's calls). */
+async function ownStatus(id: string, pred: (s: { fill?: string; text?: string }) => boolean, ms = 5000): Promise<{ fill?: string; text?: string }> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const n = helper.getNode(id);
+    const own = n.status.getCalls().filter((c: any) => c.thisValue === n);
+    const last = own.at(-1)?.args[0];
+    if (last && pred(last)) return last;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for the status of ${id}; last was ${JSON.stringify(last)}`);
+    await sleep(50);
+  }
+}
+
 const press = (o: MqttObserver, key: string, payload = 'PRESS') => o.publish(`${BASE}/set/${key}`, payload);
 const stateOf = (o: MqttObserver, pred: (s: any) => boolean, from: number, ms = 8000) =>
   o.waitFor((m) => m.topic === STATE && pred(JSON.parse(m.payload)), ms, from, 'a plan state').then((m) => JSON.parse(m.payload));
@@ -164,7 +177,7 @@ describe('publish state: a plan as a Home Assistant device (real Mosquitto, real
     // margin = the UPS's runtime minus the plan's expected duration (these phases have no actions: 0 s)
     const ups = JSON.parse((await MqttObserver.retained(peer.port, ['ups-orchestrator/ups/rack_ups/state'])).get('ups-orchestrator/ups/rack_ups/state')!);
     assert.equal(st.time_budget_margin, Math.round(ups.battery_runtime));
-    await waitForStatus('pub', (x) => x.fill === 'green' && x.text === '1 UPS · 1 plan · MQTT connected');
+    await ownStatus('pub', (x) => x.fill === 'green' && x.text === '1 UPS · 1 plan · MQTT connected');
   });
 
   it('the dry-run button runs a dry-run of the plan', async () => {
@@ -299,7 +312,7 @@ describe('publish state: a plan as a Home Assistant device (real Mosquitto, real
       const f = flow(peer.port, {}, { haServer: 'ha' });
       f.push({ id: 'ha', type: 'upsorch-ha-server', name: '', url: fake.url, tlsVerify: true, tlsFingerprint: '' });
       await helper.load(NODES, f, { ha: { token: 'tok' } });
-      await waitForStatus('pub', (x) => x.fill === 'green' && /MQTT \+ HA connected/.test(x.text ?? ''), 8000);
+      await ownStatus('pub', (x) => x.fill === 'green' && /MQTT \+ HA connected/.test(x.text ?? ''), 8000);
       await press(o, 'dry_run');
       await fake.waitFor(() => fake.firedEvents.some((e) => e.event_data.type === 'run-report'), 10000, 'the run report event');
       const runs = fake.firedEvents.filter((e) => e.event_data.kind === 'run');

@@ -8,7 +8,7 @@ import * as cp from 'node:child_process';
 import * as path from 'node:path';
 import { MosquittoPeer } from './peers/mosquitto';
 import { MqttObserver } from './util/mqtt-observer';
-import { deviceConfig, haMqttNodes, helper, send, sleep, upsIn, waitForStatus } from './util/red';
+import { deviceConfig, haMqttNodes, helper, send, sleep, upsIn } from './util/red';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const pkg = require('../package.json') as { version: string };
@@ -137,7 +137,7 @@ describe('publish state: Home Assistant MQTT discovery with a real Mosquitto bro
 
     const got = Object.fromEntries(UPS_CONFIG_TOPICS.map((t) => [t, JSON.parse(retained.get(t)!)]));
     assert.deepEqual(got, EXPECTED_UPS_CONFIGS);
-    assert.equal(got[cfgTopic('sensor', 'status')].object_id, undefined, 'object_id is deprecated: default_entity_id instead');
+    assert.equal((got[cfgTopic('sensor', 'status')] as Record<string, unknown>).object_id, undefined, 'object_id is deprecated: default_entity_id instead');
 
     // the state, retained, and the availability topic (our last will) says online
     const state = await MqttObserver.retained(peer.port, [STATE_TOPIC, 'ups-orchestrator/status']);
@@ -149,7 +149,7 @@ describe('publish state: Home Assistant MQTT discovery with a real Mosquitto bro
       input_voltage: 230, output_voltage: 230, real_power: 225, temperature: 27.5,
       on_battery: 'OFF', low_battery: 'OFF', comm_problem: 'OFF', replace_battery: 'OFF', alarm: null, untrusted: [], seconds_on_battery: 0,
     });
-    await waitForStatus('pub', (x) => x.fill === 'green' && /1 UPS/.test(x.text ?? ''));
+    await ownStatus('pub', (x) => x.fill === 'green' && /1 UPS/.test(x.text ?? ''));
   });
 
   it('leaves out sensors for readings the UPS does not report', async () => {
@@ -386,7 +386,7 @@ describe('publish state: broker with passwords (real Mosquitto)', function () {
 
   it('the right password connects and publishes', async () => {
     await helper.load(haMqttNodes, [brokerConfig(peer.port), rackUps(), ...publishNode({ ups1: 'dev' })], { broker: { username: 'upsuser', password: 'upspass' } });
-    await waitForStatus('pub', (x) => x.fill === 'green' && /MQTT connected/.test(x.text ?? ''), 8000);
+    await ownStatus('pub', (x) => x.fill === 'green' && /MQTT connected/.test(x.text ?? ''), 8000);
     const o = await MqttObserver.connect(peer.port, ['homeassistant/#'], { username: 'upsuser', password: 'upspass' });
     try {
       await o.waitFor((s) => s.topic === cfgTopic('sensor', 'battery_charge'), 5000);
@@ -397,20 +397,20 @@ describe('publish state: broker with passwords (real Mosquitto)', function () {
 
   it('a wrong password gives a clear status, and the password never shows', async () => {
     await helper.load(haMqttNodes, [brokerConfig(peer.port), rackUps(), ...publishNode({ ups1: 'dev' })], { broker: { username: 'upsuser', password: 'secret-wrong' } });
-    const st = await waitForStatus('pub', (x) => x.fill === 'red', 8000);
+    const st = await ownStatus('pub', (x) => x.fill === 'red', 8000);
     assert.match(st.text ?? '', /MQTT: refused: not authorized \(check username and password\)/);
     assert.doesNotMatch(st.text ?? '', /secret-wrong/);
   });
 
   it('no username on a broker that needs one: the same clear status', async () => {
     await helper.load(haMqttNodes, [brokerConfig(peer.port), ...publishNode()]);
-    const st = await waitForStatus('pub', (x) => x.fill === 'red', 8000);
+    const st = await ownStatus('pub', (x) => x.fill === 'red', 8000);
     assert.match(st.text ?? '', /not authorized/);
   });
 
   it('an invalid broker config shows what is wrong, and input fails with done(err)', async () => {
     await helper.load(haMqttNodes, [brokerConfig(peer.port, { port: 'abc', baseTopic: 'a/#' }), ...publishNode()]);
-    const st = await waitForStatus('pub', (x) => x.fill === 'red', 5000);
+    const st = await ownStatus('pub', (x) => x.fill === 'red', 5000);
     assert.match(st.text ?? '', /port must be a number|base topic/);
     const errs: string[] = [];
     helper.getNode('pub').on('call:error', (call: any) => errs.push(String(call.args[0]?.message ?? call.args[0])));

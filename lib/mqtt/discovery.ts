@@ -94,10 +94,20 @@ export function statusText(s: UpsState): string {
 
 const onOff = (b: boolean) => (b ? 'ON' : 'OFF');
 
+/** Home Assistant keeps at most 255 characters of a sensor's state (a longer state is rejected). */
+export const HA_STATE_MAX = 255;
+
+/** Text for a sensor state, cut to what Home Assistant accepts. */
+export function stateText(t: string | null): string | null {
+  if (t === null) return null;
+  const chars = [...t];
+  return chars.length > HA_STATE_MAX ? chars.slice(0, HA_STATE_MAX - 1).join('') + '…' : t;
+}
+
 /** The JSON on a UPS's state topic. Clocks are left out so an unchanged UPS publishes nothing new. */
 export function upsStatePayload(s: UpsState): Record<string, unknown> {
   return {
-    status: statusText(s),
+    status: stateText(statusText(s)),
     flags: s.flags.join(' '),
     comm: s.comm,
     comm_error: s.commError,

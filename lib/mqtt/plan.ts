@@ -13,7 +13,7 @@
  * Topics: state `<base>/plan/<plan>/state` (retained JSON), commands `<base>/plan/<plan>/set/<key>`.
  */
 import { Direction, PlanStatus, RunEvent } from '../plan/types';
-import { DiscoveryConfig, DiscoveryContext, EntityDef, entityConfig } from './discovery';
+import { DiscoveryConfig, DiscoveryContext, EntityDef, entityConfig, stateText } from './discovery';
 import { ConfigBuilder, DiscoveryPublisher, PublisherBroker } from './publisher';
 import { slug } from './topics';
 
@@ -71,16 +71,6 @@ export function planDiscovery(ctx: DiscoveryContext, plan: { id: string; name: s
 }
 
 const onOff = (b: boolean) => (b ? 'ON' : 'OFF');
-
-/** Home Assistant keeps at most 255 characters of a sensor's state (longer states are rejected). */
-export const HA_STATE_MAX = 255;
-
-/** Text for a sensor state, cut to what Home Assistant accepts. */
-export function stateText(t: string | null): string | null {
-  if (t === null) return null;
-  const chars = [...t];
-  return chars.length > HA_STATE_MAX ? chars.slice(0, HA_STATE_MAX - 1).join('') + '…' : t;
-}
 
 /** Why a control that needs "allow remote runs" was refused (the plan's own words for a refused run). */
 export const REMOTE_NOT_ALLOWED = 'remote control of real runs is not allowed for this plan (enable "allow runs from Home Assistant / MQTT")';
