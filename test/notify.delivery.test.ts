@@ -5,12 +5,14 @@
  */
 import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
+import * as https from 'node:https';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as tls from 'node:tls';
 import { SMTPServer } from 'smtp-server';
 import { helper, notifyNodes, send, sleep } from './util/red';
-import { HttpRecorder } from './peers/notify-services';
+import { HttpRecorder, TestCert, makeCert } from './peers/notify-services';
 import { channel, errorsOfNode, notify, waitForStatusOf, warningsOfNode } from './util/notify-flow';
 
 /** An SMTP server (no TLS, no AUTH) that refuses the addresses in `refuse` at RCPT TO, recording what it accepts. */
@@ -133,6 +135,71 @@ describe('notify delivery (Node-RED runtime, real peers)', function () {
       assert.equal(typed.body.ok, true);
       assert.equal((await elsewhere.waitForCount(1))[0].path, '/bot555:Typed/sendMessage');
       assert.doesNotMatch(JSON.stringify([ok.body, moved.body, unverified.body, typed.body]), /StoredSecret|Typed/);
+    });
+  });
+
+  describe('HTTPS with a pinned certificate', () => {
+    let cert: TestCert;
+    before(() => {
+      cert = makeCert();
+    });
+    after(() => {
+      fs.rmSync(cert.dir, { recursive: true, force: true });
+    });
+
+    it('a wrong pin fails the connection before the request is sent: the server receives not a byte', async () => {
+      // A TLS server that records everything a client sends after the handshake. TLS 1.2, where the
+      // server's side of the handshake completes before the client checks the certificate, so a
+      // request written too early would arrive here.
+      let received = 0;
+      let handshakes = 0;
+      const server = tls.createServer({ key: cert.key, cert: cert.cert, maxVersion: 'TLSv1.2' }, (socket) => {
+        handshakes++;
+        socket.on('data', (d: Buffer) => (received += d.length));
+        socket.on('error', () => undefined);
+      });
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+      const port = (server.address() as net.AddressInfo).port;
+      try {
+        await helper.load(notifyNodes, [
+          channel('ch', { url: `https://127.0.0.1:${port}/hook/SeCrEtPath`, secretHeader1: 'Authorization', tlsFingerprint: 'AB'.repeat(32) }),
+          notify('n', 'ch'),
+        ], { ch: { secretValue1: 'Bearer s3cret' } });
+        send('n', { payload: 'power check' });
+        const st = await waitForStatusOf('n', (s) => s.fill === 'red');
+        assert.match(st.text ?? '', /^1 queued · failing: https:\/\/127\.0\.0\.1:\d+: certificate fingerprint mismatch: the server presented/);
+        assert.ok(warningsOfNode('ch').concat(errorsOfNode('ch')).some((w) => /the server presented SHA-256 [0-9A-F]{64}, the pin is (AB){32}/.test(w)));
+        // Let it retry a few times (every second here): never a byte of the request.
+        await sleep(2500);
+        assert.ok(handshakes >= 2, `${handshakes} handshakes`);
+        assert.equal(received, 0);
+        assert.doesNotMatch(st.text ?? '', /SeCrEtPath|s3cret/);
+      } finally {
+        await new Promise<void>((r) => server.close(() => r()));
+      }
+    });
+
+    it('the right pin: the request goes through to the self-signed server', async () => {
+      const got: Array<{ url?: string; auth?: string }> = [];
+      const server = https.createServer({ key: cert.key, cert: cert.cert }, (req, res) => {
+        got.push({ url: req.url, auth: req.headers.authorization });
+        req.resume();
+        res.end('ok');
+      });
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+      const port = (server.address() as net.AddressInfo).port;
+      try {
+        await helper.load(notifyNodes, [
+          channel('ch', { url: `https://127.0.0.1:${port}/hook`, secretHeader1: 'Authorization', tlsFingerprint: cert.fingerprint }),
+          notify('n', 'ch'),
+        ], { ch: { secretValue1: 'Bearer s3cret' } });
+        send('n', { payload: 'power check' });
+        await waitForStatusOf('n', (s) => s.text === 'sent 1');
+        assert.deepEqual(got, [{ url: '/hook', auth: 'Bearer s3cret' }]);
+      } finally {
+        server.closeAllConnections();
+        await new Promise<void>((r) => server.close(() => r()));
+      }
     });
   });
 
