@@ -208,7 +208,6 @@ export class ChannelQueue<P = unknown> {
           return;
         }
         if (await this.dropIfStale(urgent, now)) continue;
-        this.takeToken(now, true);
         head = urgent;
       }
       const ac = new AbortController();
