@@ -203,7 +203,7 @@ describe('notify: no flooding (simulated clock)', function () {
     const step = (type: string, extra: Record<string, unknown> = {}) => notifier.handle({ topic: type, payload: { type, plan: { id: 'p1', name: 'homelab' }, run: run1, message: type, at: clock.now(), ...extra } });
     await step('run-started');
     await step('phase-started', { phase: { id: 'a', name: 'VMs', state: 'running' } });
-    await step('target-done', { phase: { id: 'a', name: 'VMs', state: 'running' }, target: { target: 'db1', method: 'graceful', after: 'off', ok: true, ms: 1000, action: 'virsh' } });
+    await step('target-done', { phase: { id: 'a', name: 'VMs', state: 'running' }, target: { target: 'db1', method: 'forced', after: 'off', ok: true, ms: 1000, action: 'virsh' } });
     await run(clock, 100, 100);
     await server.waitForCount(5);
     await new Promise((r) => setTimeout(r, 200));
@@ -342,8 +342,15 @@ describe('notify: crisis mode', () => {
   it('without a crisis channel the steps go to the main channel; crisis mode off sends milestones only', async () => {
     const a = recorder();
     const on = new Notifier({ main: a.target('mail') });
-    for (const t of ['run-started', 'phase-started', 'phase-done', 'run-report']) await on.handle(ev(t, { phase: { name: 'VMs', state: 'done' }, state: 'done' }));
-    assert.deepEqual(a.got.map((g) => g.key), ['run-started', 'phase-started', 'phase-done', 'run-report']);
+    const vm = (t: string, method: string) => ({ target: t, id: t, before: 'running', after: 'off', method, ms: 900, ok: true, action: 'libvirt' });
+    await on.handle(ev('run-started'));
+    await on.handle(ev('phase-started', { phase: { name: 'VMs', state: 'running' } }));
+    // Targets that went off as planned are counted by phase-done, not mailed one by one; a forced one is told.
+    for (let i = 0; i < 50; i++) await on.handle(ev('target-done', { phase: { name: 'VMs', state: 'running' }, target: vm(`vm${i}`, 'graceful') }));
+    await on.handle(ev('target-done', { phase: { name: 'VMs', state: 'running' }, target: vm('stuck', 'forced') }));
+    for (const t of ['phase-done', 'run-report']) await on.handle(ev(t, { phase: { name: 'VMs', state: 'done' }, state: 'done' }));
+    assert.deepEqual(a.got.map((g) => g.key), ['run-started', 'phase-started', 'target-done', 'phase-done', 'run-report']);
+    assert.match(a.got[2].title, /stuck off \(forced\)/);
     const b = recorder();
     const off = new Notifier({ main: b.target('mail'), crisisMode: false });
     for (const t of ['run-started', 'phase-started', 'phase-done', 'run-report']) await off.handle(ev(t, { phase: { name: 'VMs', state: 'done' }, state: 'done' }));

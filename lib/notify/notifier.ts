@@ -5,7 +5,8 @@
  *
  * Crisis mode: between a run's `run-started` and its `run-report`, every step of the run (phase
  * started, each target done, phase done) is sent at once — to the crisis channel if one is set, else to the main
- * channel — and everything else also goes to the crisis channel, so that it tells the whole story.
+ * channel, where a target that went off as planned is left to its phase-done count — and everything else also
+ * goes to the crisis channel, so that it tells the whole story.
  */
 import { Clock, TimerHandle, systemClock } from './clock';
 import { FLAP_DEFAULTS, FlapGuard, FlapSettings } from './flap';
@@ -165,6 +166,9 @@ export class Notifier {
     const crisis = this.crisisTarget();
     if (n.step) {
       if (this.o.crisisMode === false) return 0;
+      // One message per target that went off as planned belongs on a crisis channel (a phone); on the
+      // main channel alone (often email) a 200-VM plan would be 200 mails, and phase-done counts them.
+      if (!crisis && n.key === 'target-done' && n.severity === 'info') return 0;
       return this.send(crisis ?? this.o.main, n);
     }
     let queued = await this.send(this.o.main, n);
