@@ -216,7 +216,10 @@ describe('plan run machinery (lib/plan)', () => {
     assert.equal(next.direction, 'startup', 'the queued startup follows');
     assert.deepEqual(next.phases.map((p) => p.name), ['two', 'one']);
     assert.deepEqual(inv.calls, ['shutdown a', 'start a']);
-    assert.ok(events.some((e) => e.type === 'run-refused'));
+    const refusal = events.find((e) => e.type === 'run-refused');
+    assert.deepEqual(refusal?.refused && { ...refusal.refused, reason: undefined }, { what: 'shutdown', reason: undefined, by: 'local', duplicate: true }, 'a second shutdown says it is one');
+    assert.match(refusal!.refused!.reason, /is in progress/);
+    assert.deepEqual(events.find((e) => e.type === 'run-queued')?.refused?.what, 'startup');
   });
 
   it('power fails again during the startup: the real shutdown takes over at once; the next startup still starts what the first shutdown turned off', async () => {

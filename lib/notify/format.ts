@@ -267,11 +267,14 @@ function fromRefusal(payload: Record<string, unknown>, now: number): Notificatio
   const plan = planName(payload, undefined, undefined);
   const message = str(payload.message) ?? 'refused';
   const ts = typeof payload.at === 'number' ? payload.at : now;
+  // The plan says what it refused in `refused`; older senders only in words.
+  const given = obj(payload.refused);
   const started = /^(shutdown|startup|dry-run) not started: (.*)$/s.exec(message);
   const cancel = /^cancel by (.*?) refused: (.*)$/s.exec(message);
-  const refused = started ? started[1] : cancel ? 'cancel' : 'request';
-  const reason = (started?.[2] ?? cancel?.[2] ?? message).trim();
-  const duplicate = refused === 'shutdown' && /\(shutdown\) is in progress/.test(reason);
+  const refused = str(given?.what) ?? (started ? started[1] : cancel ? 'cancel' : 'request');
+  const reason = (str(given?.reason) ?? started?.[2] ?? cancel?.[2] ?? message).trim();
+  const by = str(given?.by) ?? cancel?.[1];
+  const duplicate = given ? given.duplicate === true : refused === 'shutdown' && /\(shutdown\) is in progress/.test(reason);
   let severity: Severity = 'warning';
   let summary: string;
   if (refused === 'shutdown') {
@@ -281,7 +284,7 @@ function fromRefusal(payload: Record<string, unknown>, now: number): Notificatio
   else if (refused === 'dry-run') {
     severity = 'info';
     summary = `The dry-run was not started: ${reason}.`;
-  } else if (refused === 'cancel') summary = `Cancel requested by ${cancel?.[1]} was refused: ${reason}; the run goes on.`;
+  } else if (refused === 'cancel') summary = `Cancel requested by ${by ?? 'someone'} was refused: ${reason}; the run goes on.`;
   else summary = message;
   return {
     key: 'run-refused',

@@ -238,7 +238,11 @@ export class Plan {
   request(req: RunRequest, resolve: ChainResolver): RequestResult {
     const refuse = (reason: string, queued = false): RequestResult => {
       this.log(queued ? 'info' : 'warn', `plan "${this.name}": ${req.dryRun ? 'dry-run' : req.direction} (${req.topic}, ${req.origin}) ${queued ? 'queued' : 'not started'}: ${reason}`);
-      this.emit({ type: queued ? 'run-queued' : 'run-refused', message: `${req.dryRun ? 'dry-run' : req.direction} ${queued ? 'queued' : 'not started'}: ${reason}` });
+      const what = req.dryRun ? 'dry-run' : req.direction;
+      // A shutdown asked for while a real shutdown runs is no news: that run is doing it.
+      const running = this.running();
+      const duplicate = what === 'shutdown' && !!running && running.direction === 'shutdown' && !running.dryRun;
+      this.emit({ type: queued ? 'run-queued' : 'run-refused', refused: { what, reason, by: req.origin, duplicate }, message: `${what} ${queued ? 'queued' : 'not started'}: ${reason}` });
       return { started: false, queued, reason };
     };
     if (this.closed) return refuse('the plan is stopping');
@@ -399,7 +403,7 @@ export class Plan {
     }
     if (rec.pastPointOfNoReturn && !rec.dryRun) {
       this.addTimeline(rec, 'cancel-refused', `cancel by ${by} refused: the run is past its point of no return`);
-      this.emit({ type: 'run-refused', message: `cancel by ${by} refused: past the point of no return` });
+      this.emit({ type: 'run-refused', refused: { what: 'cancel', reason: 'past the point of no return', by }, message: `cancel by ${by} refused: past the point of no return` });
       void this.persist();
       return { ok: false, reason: 'the run is past its point of no return' };
     }

@@ -191,6 +191,8 @@ export interface RunEvent {
   phase?: { id: string; name: string; state: PhaseState; note?: string };
   target?: TargetResult & { action: string };
   report?: RunReport;
+  /** run-refused / run-queued: what was asked for and why it did not start (cancel: `cancel`). */
+  refused?: { what: Direction | 'dry-run' | 'cancel'; reason: string; by?: string; duplicate?: boolean };
   /** One line for people: "Run 3f2a (shutdown) started by threshold: runtime 280 s ≤ 300 s". */
   message: string;
   at: number;
