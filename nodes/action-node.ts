@@ -66,7 +66,7 @@ export function setupActionNode(RED: NodeAPI, node: ActionNode, spec: ActionSpec
     node.status({});
   }
 
-  const execute = async (op: Operation, dryRun: boolean, extra: Pick<ActionRequest, 'previous' | 'interrupted' | 'hooks' | 'only'> & { selection?: TargetSelection }, signal: AbortSignal): Promise<ActionReport> => {
+  const execute = async (op: Operation, dryRun: boolean, extra: Pick<ActionRequest, 'previous' | 'interrupted' | 'hooks' | 'only' | 'direction'> & { selection?: TargetSelection }, signal: AbortSignal): Promise<ActionReport> => {
     if (!spec) throw new Error(configError ?? 'invalid configuration');
     const ac = new AbortController();
     const onAbort = () => ac.abort(signal.reason);
@@ -88,12 +88,15 @@ export function setupActionNode(RED: NodeAPI, node: ActionNode, spec: ActionSpec
         previous: extra.previous,
         interrupted: extra.interrupted,
         only: extra.only,
+        direction: extra.direction,
         signal: ac.signal,
         hooks: {
           ...extra.hooks,
           onProgress: (p) => {
             extra.hooks?.onProgress?.(p);
-            if (!closing) node.status({ fill: 'blue', shape: 'dot', text: `${prefix}: running ${p.done}/${p.total}${p.failed ? `, ${p.failed} failed` : ''}` });
+            if (closing) return;
+            if (p.waiting) node.status({ fill: 'yellow', shape: 'ring', text: shortStatus(`${prefix}: ${p.waiting}`) });
+            else node.status({ fill: 'blue', shape: 'dot', text: `${prefix}: running ${p.done}/${p.total}${p.failed ? `, ${p.failed} failed` : ''}` });
           },
         },
       });
@@ -135,7 +138,7 @@ export function setupActionNode(RED: NodeAPI, node: ActionNode, spec: ActionSpec
       if (!spec) throw new Error(configError ?? 'invalid configuration');
       const op = spec.operationFor(step.run.direction);
       shown = '';
-      const report = await execute(op, step.run.dryRun, step, step.signal);
+      const report = await execute(op, step.run.dryRun, { ...step, direction: step.run.direction }, step.signal);
       if (!closing) node.send({ topic: 'action-report', payload: report, run: step.run, phase: step.phase } as NodeMessage);
       return report;
     },
@@ -210,7 +213,9 @@ export function setupActionNode(RED: NodeAPI, node: ActionNode, spec: ActionSpec
     const op = manual.op ?? spec.operationFor(manual.direction ?? 'shutdown');
     const dryRun = manual.dryRun || msg.dryRun === true;
     const ac = new AbortController();
-    execute(op, dryRun, { selection }, ac.signal).then(
+    // A manual start is a startup too: it waits for a platform that is still booting.
+    const direction = manual.direction ?? (op === 'start' ? 'startup' : 'shutdown');
+    execute(op, dryRun, { selection, direction }, ac.signal).then(
       (report) => {
         if (closing) return done();
         send({ ...msg, topic: 'action-report', payload: report });

@@ -13,11 +13,43 @@ import {
   Interrupted,
   abortError,
   formatSeconds,
+  abortableSleep,
   selectTargets,
   unmatchedNames,
   wantedState,
   withTimeout,
 } from './contract';
+
+/**
+ * The one way a driver says "the platform does not answer (yet)": an error with
+ * `notReachable === true` (SshError of kind 'unreachable', a virsh that cannot reach libvirtd, or
+ * this class). Errors of the shared network layers are recognised by their socket error code or an
+ * HTTP gateway status, so a driver built on them needs nothing extra. Authentication, host-key and
+ * certificate errors never count: waiting would not fix them.
+ */
+export class NotReachable extends Error {
+  readonly notReachable = true;
+  constructor(message: string) {
+    super(message);
+    this.name = 'NotReachable';
+  }
+}
+
+/** Socket errors of a host that is down, booting, or not routed yet. */
+const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'EHOSTDOWN', 'ENETUNREACH', 'ENETDOWN', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE']);
+/** Gateway answers of an API whose backend is not up yet (Proxmox 595/596: node not reachable). */
+const UNREACHABLE_STATUS = new Set([502, 503, 504, 595, 596]);
+
+export function isNotReachable(err: unknown): boolean {
+  if (!err || typeof err !== 'object') return false;
+  const e = err as { notReachable?: unknown; code?: unknown; status?: unknown };
+  if (typeof e.notReachable === 'boolean') return e.notReachable;
+  if (typeof e.code === 'string' && UNREACHABLE_CODES.has(e.code)) return true;
+  return typeof e.status === 'number' && UNREACHABLE_STATUS.has(e.status);
+}
+
+/** Pause between attempts while a platform comes back: 2 s, doubling, at most 15 s. */
+export const REACH_RETRY = { firstMs: 2000, maxMs: 15_000 };
 
 export interface ActionHooks {
   /** Called (and awaited) before a target is acted on: the plan persists "started" here. */
@@ -33,6 +65,8 @@ export interface ActionProgress {
   done: number;
   failed: number;
   running: number;
+  /** Startup only: the platform does not answer yet and the action waits ("waiting for kvm1 to come back… 40 s"). */
+  waiting?: string;
 }
 
 export interface ActionRequest {
@@ -53,6 +87,13 @@ export interface ActionRequest {
   only?: string[];
   hooks?: ActionHooks;
   signal: AbortSignal;
+  /**
+   * The run's direction. In a startup (not a dry-run), a platform that is not reachable yet is
+   * waited for: listing and acting are retried with backoff instead of failing at once.
+   */
+  direction?: 'shutdown' | 'startup';
+  /** Startup: how long to wait for the platform; default the per-target bound (targetTimeoutMs). */
+  reachableWaitMs?: number;
 }
 
 export interface ActionReport {
@@ -101,9 +142,33 @@ export async function runAction(driver: ActionDriver, req: ActionRequest): Promi
     for (const n of req.selection.names ?? []) await push({ target: n, before: 'unknown', after: 'unknown', method: 'skipped', ms: 0, ok: true, detail: 'nothing to do in this direction' });
     return report();
   }
-  let all: Target[];
+  const limit = req.targetTimeoutMs ?? req.options.timeoutMs + 60_000;
+  // After mains returns, hosts boot for minutes: a startup waits for them instead of failing.
+  const waits = req.direction === 'startup' && !req.dryRun;
+  const waitMs = req.reachableWaitMs ?? limit;
+  // What the action connects to, when the driver says (`label`), for "waiting for kvm1…".
+  const label = typeof (driver as { label?: unknown }).label === 'string' ? ((driver as { label?: string }).label as string) : '';
+  const listing = 'connecting and listing targets';
+  const listTimeout = `${listing}: no answer within ${formatSeconds(req.connectTimeoutMs)}`;
+  let all: Target[] = [];
+  let listWaited = 0;
   try {
-    all = await withTimeout('connecting and listing targets', req.connectTimeoutMs, req.signal, (s) => driver.list(s, op));
+    const t1 = Date.now();
+    for (let pause = REACH_RETRY.firstMs; ; pause = Math.min(pause * 2, REACH_RETRY.maxMs)) {
+      try {
+        all = await withTimeout(listing, req.connectTimeoutMs, req.signal, (s) => driver.list(s, op));
+        break;
+      } catch (err) {
+        if (req.signal.aborted || !waits) throw err;
+        const silent = isNotReachable(err) || (err instanceof Error && err.message === listTimeout);
+        const waited = Date.now() - t1;
+        if (!silent) throw err;
+        if (waited + pause > waitMs) throw new NotReachable(`${(err as Error).message || String(err)} (still not reachable after waiting ${formatSeconds(waited)})`);
+        req.hooks?.onProgress?.({ total: 0, done: 0, failed: 0, running: 0, waiting: waitingText(label || 'the connection', waited) });
+        await abortableSleep(pause, req.signal);
+        listWaited = Date.now() - t1;
+      }
+    }
   } catch (err) {
     if (req.signal.aborted) return report({ aborted: true, interrupted: req.signal.reason instanceof Interrupted, error: abortError(req.signal).message });
     const msg = (err as Error).message || String(err);
@@ -120,7 +185,12 @@ export async function runAction(driver: ActionDriver, req: ActionRequest): Promi
   const previous = new Map((req.previous ?? []).map((r) => [r.target, r]));
   const interrupted = new Set(req.interrupted ?? []);
   const progress: ActionProgress = { total: selected.length, done: 0, failed: 0, running: 0 };
-  const tick = () => req.hooks?.onProgress?.({ ...progress });
+  // Targets waiting for their platform to come back, with what to show.
+  const waiting = new Map<string, string>();
+  const tick = () => {
+    const w = [...waiting.values()];
+    req.hooks?.onProgress?.({ ...progress, ...(w.length ? { waiting: w.length > 1 ? `${w[0]} (+${w.length - 1} more)` : w[0] } : {}) });
+  };
   tick();
 
   const one = async (t: Target): Promise<TargetResult> => {
@@ -143,11 +213,31 @@ export async function runAction(driver: ActionDriver, req: ActionRequest): Promi
       return { ...base, after: t.power, method: 'skipped', ms: 0, ok: false, error: 'Node-RED stopped while this target was being acted on; a one-shot command is not repeated — check it by hand' };
     }
     await req.hooks?.beforeTarget?.(t);
-    const limit = req.targetTimeoutMs ?? req.options.timeoutMs + 60_000;
     try {
       const opts = interrupted.has(t.name) ? { ...req.options, resumed: true } : req.options;
-      const out = await withTimeout(`${op} ${t.name}`, limit, req.signal, (s) => driver.act(t, opts, s));
-      return { ...base, after: out.after, method: out.method, ms: Date.now() - started, ok: true, detail: out.detail };
+      let actWaited = 0;
+      const out = await withTimeout(`${op} ${t.name}`, limit, req.signal, async (s) => {
+        // A platform not reachable yet has not been acted on: trying again is safe. Bounded by the
+        // target's own limit, so the phase's derived timeout still holds.
+        for (let pause = REACH_RETRY.firstMs; ; pause = Math.min(pause * 2, REACH_RETRY.maxMs)) {
+          try {
+            actWaited = Date.now() - started;
+            return await driver.act(t, opts, s);
+          } catch (err) {
+            const waited = Date.now() - started;
+            if (!waits || s.aborted || !isNotReachable(err)) throw err;
+            if (waited + pause > Math.min(waitMs, limit - 1000)) throw new NotReachable(`${(err as Error).message || String(err)} (still not reachable after waiting ${formatSeconds(waited)})`);
+            waiting.set(t.name, waitingText(label || t.name, waited));
+            tick();
+            await abortableSleep(pause, s);
+          }
+        }
+      }).finally(() => {
+        if (waiting.delete(t.name)) tick();
+      });
+      const waited = listWaited + (actWaited >= REACH_RETRY.firstMs ? actWaited : 0);
+      const detail = waited ? `${out.detail ?? out.method} (after waiting ${formatSeconds(waited)} for ${label || t.name} to come back)` : out.detail;
+      return { ...base, after: out.after, method: out.method, ms: Date.now() - started, ok: true, detail };
     } catch (err) {
       const msg = (err as Error).message || String(err);
       return { ...base, after: 'unknown', method: 'skipped', ms: Date.now() - started, ok: false, error: req.signal.aborted ? `aborted: ${msg}` : msg };
@@ -187,6 +277,10 @@ export async function runAction(driver: ActionDriver, req: ActionRequest): Promi
     return report({ aborted: true, interrupted: true });
   }
   return report();
+}
+
+function waitingText(what: string, ms: number): string {
+  return `waiting for ${what} to come back… ${Math.round(ms / 1000)} s`;
 }
 
 /** A one-line summary for node status and logs: "3 off (1 forced), 1 already, 1 failed". */

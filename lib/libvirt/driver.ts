@@ -65,6 +65,11 @@ export class LibvirtDriver implements ActionDriver {
 
   constructor(private readonly virsh: Virsh, private readonly opts: LibvirtDriverOptions) {}
 
+  /** What the action connects to, for "waiting for kvm1 to come back" (lib/actions/run.ts). */
+  get label(): string {
+    return this.virsh.label ?? this.virsh.where;
+  }
+
   /** Run virsh and fail with virsh's own message on a non-zero status. */
   private async ok(args: string[], signal: AbortSignal): Promise<VirshResult> {
     const r = await this.virsh.run(args, this.opts.commandTimeoutMs, signal);

@@ -17,6 +17,8 @@ export interface VirshResult {
 export interface Virsh {
   /** Where virsh runs, for messages ("root@kvm1:22", "this machine"). */
   readonly where: string;
+  /** The host's name as the user knows it, where there is one. */
+  readonly label?: string;
   /** Run `virsh -c <uri> <args…>`; resolves with its status, rejects on timeout/abort/transport errors. */
   run(args: string[], timeoutMs: number, signal: AbortSignal): Promise<VirshResult>;
   close(): Promise<void>;
@@ -28,6 +30,13 @@ export class VirshError extends Error {
     const msg = lastError(result.stderr) || lastError(result.stdout) || `exit code ${result.code}`;
     super(`virsh ${args[0]}: ${msg}`);
     this.name = 'VirshError';
+  }
+  /**
+   * virsh ran but libvirtd does not answer (yet): a host that has just booted starts sshd before
+   * libvirtd. A startup waits for it (lib/actions/run.ts).
+   */
+  get notReachable(): boolean {
+    return /failed to connect to the hypervisor|failed to connect socket|cannot recv data|end of file while reading data/i.test(`${this.result.stderr}\n${this.result.stdout}`);
   }
 }
 
@@ -82,6 +91,11 @@ export class SshVirsh implements Virsh {
 
   get where(): string {
     return `${this.host.username}@${this.host.host}:${this.host.port}`;
+  }
+
+  /** The SSH host's name, for "waiting for kvm1 to come back". */
+  get label(): string {
+    return this.host.label;
   }
 
   private async session(signal: AbortSignal) {

@@ -30,6 +30,10 @@ export class SshError extends Error {
     super(message);
     this.name = 'SshError';
   }
+  /** The action contract's "not reachable (yet)" (lib/actions/run.ts): a startup waits for the host. */
+  get notReachable(): boolean {
+    return this.kind === 'unreachable';
+  }
 }
 
 export interface ExecOptions {
