@@ -4,15 +4,17 @@
  * log, anything that could reach a real one is refused).
  */
 import { strict as assert } from 'node:assert';
+import * as dgram from 'node:dgram';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { Server } from 'ssh2';
 import { SshdPeer } from './peers/sshd';
 import { freePort, waitUntil } from './peers/proc';
-import { Collector, errorsOf, helper, ourNodes, sleep, sshNodes, waitForStatus } from './util/red';
+import { Collector, errorsOf, helper, ourNodes, sleep, sshNodes, statuses, waitForStatus } from './util/red';
 import { presetCommand } from '../lib/ssh/presets';
 import { SshSession, shellQuote } from '../lib/ssh/client';
+import { magicPacket, normaliseMac } from '../lib/ssh/wol';
 import { ActionStep } from '../lib/plan/types';
 import { TargetResult } from '../lib/actions/contract';
 
@@ -281,7 +283,7 @@ describe('SSH action with a real OpenSSH server', function () {
       await helper.unload();
       peer.clearLogs();
       await peer.goDown();
-      out = await load({ preset: 'linux', startup: 'none' });
+      out = await load({ preset: 'linux', startup: 'none', waitUp: false });
       report = await request(out, { topic: 'startup' });
       assert.equal(report.ok, true);
       assert.deepEqual(report.results.map((r: TargetResult) => [r.target, r.method, r.detail]), [['nas', 'skipped', 'nothing to do in this direction']]);
@@ -297,6 +299,123 @@ describe('SSH action with a real OpenSSH server', function () {
       assert.ok(Date.now() - t0 < 6000, 'closed within the close budget');
       await waitUntil('our SSH connection to close', 5000, () => peer.connections() === 0);
       assert.equal(out.messages.filter((m) => m.topic === 'action-report').length, 0, 'no report after close');
+    });
+  });
+
+  describe('startup: wait until the host is back, Wake-on-LAN', () => {
+    /** A UDP listener on loopback that collects what arrives: the "network card" of the sleeping host. */
+    async function udpListener() {
+      const sock = dgram.createSocket('udp4');
+      const got: Buffer[] = [];
+      sock.on('message', (m) => got.push(m));
+      await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+      return { port: sock.address().port, got, close: () => new Promise<void>((r) => sock.close(() => r())) };
+    }
+    const MAC = '52:54:00:AB:cd:01';
+
+    it('a host still booting is waited for (status says so), then the startup command runs', async () => {
+      await peer.goDown();
+      const out = await load({ preset: 'linux', startup: 'command', startupCommand: 'echo back', waitUpTimeout: 60 });
+      const from = out.received.length;
+      const t0 = Date.now();
+      helper.getNode('a1').receive({ topic: 'startup' });
+      await waitForStatus('a1', (st) => st.fill === 'yellow' && /^start: waiting for nas to come back… \d+ s$/.test(st.text ?? ''), 10_000);
+      await sleep(2500);
+      await peer.comeUp(); // the host has booted
+      const report = (await out.waitFor((m) => m.topic === 'action-report', 40_000, from)).msg.payload;
+      assert.equal(report.ok, true, JSON.stringify(report));
+      assert.ok(Date.now() - t0 >= 2500, 'it waited for the host');
+      const r = report.results[0];
+      assert.deepEqual([r.target, r.before, r.after, r.method], ['nas', 'off', 'on', 'graceful']);
+      assert.match(r.detail, /^nas is back: SSH login works; "echo back" exited 0 \(after waiting [0-9.]+ s for nas to come back\)$/);
+      assert.deepEqual(peer.commands(), ['echo back']);
+      await waitForStatus('a1', (st) => st.fill === 'green');
+    });
+
+    it('a preset that powers the host off waits for it by default, even without a startup command', async () => {
+      await peer.goDown();
+      const out = await load({ preset: 'synology', startup: 'none' });
+      const from = out.received.length;
+      helper.getNode('a1').receive({ topic: 'startup' });
+      await waitForStatus('a1', (st) => /waiting for nas to come back/.test(st.text ?? ''), 10_000);
+      await peer.comeUp();
+      const report = (await out.waitFor((m) => m.topic === 'action-report', 40_000, from)).msg.payload;
+      assert.equal(report.ok, true, JSON.stringify(report));
+      assert.equal(report.operation, 'start');
+      assert.match(report.results[0].detail, /^nas is back: SSH login works/);
+      assert.deepEqual(peer.commands(), [], 'nothing is run: logging in is the proof');
+    });
+
+    it('a host that never comes back fails after "wait at most" with a clear message', async () => {
+      await peer.goDown();
+      const out = await load({ preset: 'linux', waitUpTimeout: 3 });
+      const t0 = Date.now();
+      const report = await request(out, { topic: 'startup' }, 40_000);
+      const ms = Date.now() - t0;
+      assert.ok(ms >= 3000 && ms < 30_000, `gave up after ${ms} ms`);
+      assert.equal(report.ok, false);
+      assert.equal(report.results[0].error, `nas did not come back within 3 s: cannot connect to 127.0.0.1:${peer.port}: connection refused (is SSH running on that port?)`);
+      await waitForStatus('a1', (st) => st.fill === 'red');
+    });
+
+    it('a key the host refuses is not waited for: the startup fails at once', async () => {
+      const out = await load({ preset: 'linux', startup: 'command', startupCommand: 'echo back' }, {}, { privateKey: peer.otherKey });
+      const t0 = Date.now();
+      const report = await request(out, { topic: 'startup' });
+      assert.ok(Date.now() - t0 < 5000, 'no retries');
+      assert.equal(report.ok, false);
+      assert.match(report.error, /^authentication failed for user "root"/);
+      assert.ok(!statuses('a1').some((st) => /waiting/.test(st.text ?? '')), 'never showed a wait');
+    });
+
+    it('wakes the host with magic packets (6 × FF, 16 × MAC) until it is back', async () => {
+      const udp = await udpListener();
+      try {
+        await peer.goDown();
+        const out = await load({ preset: 'linux', wolMac: MAC, wolAddress: '127.0.0.1', wolPort: udp.port, waitUpTimeout: 60 });
+        const from = out.received.length;
+        helper.getNode('a1').receive({ topic: 'startup' });
+        await waitUntil('two magic packets', 15_000, () => udp.got.length >= 2);
+        await peer.comeUp();
+        const report = (await out.waitFor((m) => m.topic === 'action-report', 40_000, from)).msg.payload;
+        assert.equal(report.ok, true, JSON.stringify(report));
+        const mac = Buffer.from('525400abcd01', 'hex');
+        const expected = Buffer.concat([Buffer.alloc(6, 0xff), ...Array(16).fill(mac)]);
+        assert.equal(expected.length, 102);
+        for (const p of udp.got) assert.deepEqual(p, expected);
+        assert.deepEqual(magicPacket(MAC), expected);
+        assert.match(report.results[0].detail, /^nas is back: SSH login works; Wake-on-LAN sent \d+×/);
+      } finally {
+        await udp.close();
+      }
+    });
+
+    it('dry-run of the startup sends no packet and says it would', async () => {
+      const udp = await udpListener();
+      try {
+        await peer.goDown();
+        const out = await load({ preset: 'linux', wolMac: MAC, wolAddress: '127.0.0.1', wolPort: udp.port, waitUpTimeout: 120 });
+        const report = await request(out, { topic: 'dry-run-startup' });
+        assert.equal(report.ok, true, JSON.stringify(report));
+        assert.equal(
+          report.results[0].detail,
+          `would send a Wake-on-LAN packet to 52:54:00:ab:cd:01 via 127.0.0.1:${udp.port} (none sent in a dry-run); then nas does not answer on port ${peer.port} now: would wait until SSH login works (up to 120 s)`,
+        );
+        await sleep(300);
+        assert.equal(udp.got.length, 0, 'no packet in a dry-run');
+      } finally {
+        await udp.close();
+      }
+    });
+
+    it('an invalid MAC address or broadcast address is a red status naming the field', async () => {
+      await load({ wolMac: '52:54:00:ab:cd' });
+      await waitForStatus('a1', (st) => st.fill === 'red' && /wolMac: "52:54:00:ab:cd" is not a MAC address/.test(st.text ?? ''));
+      await helper.unload();
+      await load({ wolMac: '52-54-00-ab-cd-01', wolAddress: 'ff02::1' });
+      await waitForStatus('a1', (st) => st.fill === 'red' && /wolAddress: the Wake-on-LAN broadcast address must be an IPv4 address/.test(st.text ?? ''));
+      assert.equal(normaliseMac('5254.00ab.cd01'), '52:54:00:ab:cd:01');
+      assert.throws(() => normaliseMac('ff:ff:ff:ff:ff:ff'), /not the MAC address of a network card/);
     });
   });
 
@@ -365,6 +484,8 @@ describe('SSH action with a real OpenSSH server', function () {
             accept().on('exec', (acceptExec, _reject, info) => {
               received.push(info.command);
               const ch = acceptExec();
+              // A host powering off: the connection drops before any exit status.
+              if (info.command.startsWith('my-poweroff')) return void setTimeout(() => client.end(), 50);
               ch.exit(0);
               ch.end();
             });
@@ -384,6 +505,25 @@ describe('SSH action with a real OpenSSH server', function () {
       assert.equal(report.ok, true, JSON.stringify(report));
       assert.deepEqual(received, ['sudo -n poweroff']);
       assert.ok(!JSON.stringify(report).includes('s3cret'), 'the password is nowhere in the report');
+    });
+
+    it('a custom command whose connection drops fails, unless it is marked as powering the host off', async () => {
+      const hostCfg = hostConfig({ port, username: 'admin' });
+      for (const [customPowersOff, ok] of [[false, false], [true, true]] as const) {
+        received.length = 0;
+        await helper.load([...ourNodes, ...sshNodes], [hostCfg, ...action({ preset: 'custom', command: 'my-poweroff --now', customPowersOff })], { h1: { password: 's3cret pass' } });
+        const report = await request(new Collector('out'), { topic: 'shutdown' });
+        assert.deepEqual(received, ['my-poweroff --now']);
+        assert.equal(report.ok, ok, JSON.stringify(report));
+        if (ok) {
+          assert.equal(report.operation, 'host-shutdown');
+          assert.equal(report.results[0].detail, '"my-poweroff --now" sent; the host closed the connection');
+        } else {
+          assert.equal(report.operation, 'command');
+          assert.equal(report.results[0].error, 'the connection to nas closed before "my-poweroff --now" finished');
+        }
+        await helper.unload();
+      }
     });
 
     it('a wrong password fails with an authentication error that does not repeat it', async () => {

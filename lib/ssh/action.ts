@@ -1,28 +1,39 @@
 /**
  * The SSH action: one host, one command per direction (a preset or the user's own), the exit code
- * checked, and optionally a wait until the host's SSH port stops answering. A one-shot command is
+ * checked, optionally a wait until the host's SSH port stops answering, and on startup a wait until
+ * SSH login works again (with Wake-on-LAN if the host needs waking). A one-shot command is
  * not repeatable: after a restart mid-command it is reported, not sent again.
  */
-import { ActOptions, ActOutcome, ActionDriver, Target, abortableSleep, formatSeconds } from '../actions/contract';
+import { ActOptions, ActOutcome, ActionDriver, Operation, Target, abortableSleep, formatSeconds } from '../actions/contract';
 import { SshError } from './client';
 import { SshHostHandle, SshLease } from './shared';
+import { WakeTarget, sendMagicPacket } from './wol';
 
 /** What `ActOptions.extra` carries for the SSH action. */
 export interface SshCommandExtra {
-  /** The command line for the remote shell. */
+  /** The command line for the remote shell; empty on startup when the action only waits for the host. */
   command: string;
   /** The command powers the host off: a dropped connection then counts as success. */
   powersOff: boolean;
   /** Wait until the SSH port stops answering. */
   waitDown: boolean;
   waitDownTimeoutMs: number;
+  /** Startup: wait until SSH login works (the host is back) before the command and before the next phase. */
+  waitUp?: boolean;
+  waitUpTimeoutMs?: number;
+  /** Startup: wake the host with a magic packet first, and again while waiting for it. */
+  wake?: WakeTarget;
 }
 
 export interface SshDriverOptions {
   /** An unreachable host counts as already down (set when "wait until down" is on). */
   unreachableIsDown: boolean;
+  /** Startup waits for the host (or wakes it): an unreachable host is "off", to be brought up. */
+  startupWaits?: boolean;
   /** Interval of the "is it down yet" probe. */
   pollMs?: number;
+  /** Sends the magic packet (tests replace it); default sendMagicPacket. */
+  sendWake?: (t: WakeTarget) => Promise<void>;
 }
 
 /** How much of stderr a failure message quotes. */
@@ -41,8 +52,18 @@ function tail(s: string, max = STDERR_TAIL): string {
 export class SshActionDriver implements ActionDriver {
   readonly repeatable = false;
   private lease?: SshLease;
+  /** Startup: when the wait for the host began, how many login attempts and magic packets so far. */
+  private upSince?: number;
+  private attempts = 0;
+  private wakes = 0;
+  private wakeError?: string;
 
   constructor(private readonly host: SshHostHandle, private readonly opts: SshDriverOptions) {}
+
+  /** The host's name, for "waiting for kvm1 to come back" (lib/actions/run.ts). */
+  get label(): string {
+    return this.host.label;
+  }
 
   private baseTarget(): Omit<Target, 'power'> {
     return {
@@ -52,11 +73,12 @@ export class SshActionDriver implements ActionDriver {
     };
   }
 
-  async list(signal: AbortSignal): Promise<Target[]> {
+  async list(signal: AbortSignal, operation?: Operation): Promise<Target[]> {
     try {
       this.lease ??= await this.host.acquire(signal);
     } catch (err) {
-      if (this.opts.unreachableIsDown && err instanceof SshError && err.kind === 'unreachable') {
+      const down = operation === 'start' ? this.opts.startupWaits === true : this.opts.unreachableIsDown;
+      if (down && err instanceof SshError && err.kind === 'unreachable') {
         const base = this.baseTarget();
         return [{ ...base, power: 'off', info: { ...base.info, reachable: false, error: err.message } }];
       }
@@ -69,28 +91,111 @@ export class SshActionDriver implements ActionDriver {
 
   private extra(opts: ActOptions): SshCommandExtra {
     const e = opts.extra as Partial<SshCommandExtra> | undefined;
-    if (!e?.command) throw new Error(`the SSH action has no command for "${opts.operation}" (it runs its shutdown command on "shutdown" and its startup command on "startup")`);
-    return { command: e.command, powersOff: e.powersOff === true, waitDown: e.waitDown === true, waitDownTimeoutMs: e.waitDownTimeoutMs ?? 180_000 };
+    const startupWait = opts.operation === 'start' && (e?.waitUp === true || !!e?.wake);
+    if (!e?.command && !startupWait) throw new Error(`the SSH action has no command for "${opts.operation}" (it runs its shutdown command on "shutdown" and its startup command on "startup")`);
+    return {
+      command: e?.command ?? '',
+      powersOff: e?.powersOff === true,
+      waitDown: e?.waitDown === true,
+      waitDownTimeoutMs: e?.waitDownTimeoutMs ?? 180_000,
+      waitUp: e?.waitUp === true,
+      waitUpTimeoutMs: e?.waitUpTimeoutMs ?? 600_000,
+      wake: e?.wake,
+    };
+  }
+
+  private wakeText(w: WakeTarget): string {
+    return `a Wake-on-LAN packet to ${w.mac} via ${w.address}:${w.port}`;
   }
 
   async check(target: Target, opts: ActOptions): Promise<string> {
     const e = this.extra(opts);
-    if (target.power === 'off') return `${this.host.label} does not answer on port ${this.host.port}: counts as already down`;
     const who = `${this.host.username}@${this.host.host}:${this.host.port}`;
+    if (opts.operation === 'start') {
+      const steps: string[] = [];
+      if (e.wake) steps.push(`would send ${this.wakeText(e.wake)} (none sent in a dry-run)`);
+      if (e.waitUp) {
+        steps.push(
+          target.power === 'off'
+            ? `${this.host.label} does not answer on port ${this.host.port} now: would wait until SSH login works (up to ${formatSeconds(e.waitUpTimeoutMs!)})`
+            : `${this.host.label} is up (SSH login works): nothing to wait for`,
+        );
+      }
+      if (e.command) steps.push(`would run "${commandText(e.command)}" as ${who}`);
+      return steps.join('; then ');
+    }
+    if (target.power === 'off') return `${this.host.label} does not answer on port ${this.host.port}: counts as already down`;
     const wait = e.waitDown ? `, then wait until port ${this.host.port} stops answering (up to ${formatSeconds(e.waitDownTimeoutMs)})` : '';
     return `would run "${commandText(e.command)}" as ${who}${wait}`;
   }
 
+  /**
+   * Startup: wake the host (each attempt, so a packet lost while the switch was still booting is
+   * made good), then log in. A host that does not answer yet throws SshError 'unreachable', which
+   * runAction retries with backoff; after "wait at most" it fails for good with a plain error.
+   */
+  private async bringUp(e: SshCommandExtra, signal: AbortSignal): Promise<SshLease> {
+    this.upSince ??= Date.now();
+    this.attempts++;
+    if (e.wake) {
+      try {
+        await (this.opts.sendWake ?? sendMagicPacket)(e.wake);
+        this.wakes++;
+        this.wakeError = undefined;
+      } catch (err) {
+        this.wakeError = (err as Error).message;
+      }
+    }
+    try {
+      return await this.host.acquire(signal);
+    } catch (err) {
+      if (!(err instanceof SshError && err.kind === 'unreachable')) throw err;
+      const waited = Date.now() - this.upSince;
+      if (e.waitUp && waited >= e.waitUpTimeoutMs!) {
+        const woke = this.wakeError ? `; ${this.wakeError}` : e.wake ? `; ${this.wakes} Wake-on-LAN packet${this.wakes === 1 ? '' : 's'} sent` : '';
+        throw new Error(`${this.host.label} did not come back within ${formatSeconds(e.waitUpTimeoutMs!)}: ${err.message}${woke}`);
+      }
+      throw err;
+    }
+  }
+
+  private async start(target: Target, e: SshCommandExtra, timeoutMs: number, signal: AbortSignal): Promise<ActOutcome> {
+    const woke = () => (e.wake ? (this.wakeError ? `; ${this.wakeError}` : `; Wake-on-LAN sent${this.wakes > 1 ? ` ${this.wakes}×` : ''}`) : '');
+    if (!e.waitUp && !e.command) {
+      // Only waking: nothing to log in for.
+      await (this.opts.sendWake ?? sendMagicPacket)(e.wake!);
+      return { method: 'graceful', after: 'unknown', detail: `sent ${this.wakeText(e.wake!)}` };
+    }
+    this.lease ??= await this.bringUp(e, signal);
+    const came = this.attempts > 1 || target.power === 'off';
+    const up = e.waitUp ? (came ? `${this.host.label} is back: SSH login works` : `${this.host.label} is up: SSH login works`) : '';
+    if (!e.command) return { method: came ? 'graceful' : 'already', after: 'on', detail: up + woke() };
+    const out = await this.run(target, e, timeoutMs, signal);
+    return { ...out, detail: (up ? `${up}; ` : '') + out.detail + woke() };
+  }
+
   async act(target: Target, opts: ActOptions, signal: AbortSignal): Promise<ActOutcome> {
     const e = this.extra(opts);
+    if (opts.operation === 'start') return this.start(target, e, opts.timeoutMs, signal);
     this.lease ??= await this.host.acquire(signal);
-    const session = this.lease.session;
+    const done = await this.run(target, e, opts.timeoutMs, signal);
+    if (!e.waitDown) return done;
+    // Let go of the connection so that nothing of ours keeps the host's sshd busy.
+    this.lease?.release();
+    this.lease = undefined;
+    const down = await this.waitDown(e, signal);
+    return { method: 'graceful', after: 'off', detail: `${done.detail}; port ${this.host.port} closed after ${formatSeconds(down)}` };
+  }
+
+  /** Run the command on the leased connection and judge its outcome. */
+  private async run(target: Target, e: SshCommandExtra, timeoutMs: number, signal: AbortSignal): Promise<ActOutcome> {
+    const session = this.lease!.session;
     const shown = commandText(e.command);
     let result;
     try {
-      result = await session.exec(e.command, { timeoutMs: opts.timeoutMs, signal, maxOutput: 16 * 1024 });
+      result = await session.exec(e.command, { timeoutMs, signal, maxOutput: 16 * 1024 });
     } catch (err) {
-      if (err instanceof SshError && err.kind === 'timeout') throw new Error(`"${shown}" on ${target.name} did not finish within ${formatSeconds(opts.timeoutMs)}`);
+      if (err instanceof SshError && err.kind === 'timeout') throw new Error(`"${shown}" on ${target.name} did not finish within ${formatSeconds(timeoutMs)}`);
       throw err;
     }
     let how: string;
@@ -109,12 +214,7 @@ export class SshActionDriver implements ActionDriver {
       const why = tail(result.stderr) || tail(result.stdout);
       throw new Error(`"${shown}" on ${target.name} failed with exit code ${result.code}${why ? `: ${why}` : ''}`);
     }
-    if (!e.waitDown) return { method: 'graceful', after: e.powersOff ? 'unknown' : 'on', detail: how };
-    // Let go of the connection so that nothing of ours keeps the host's sshd busy.
-    this.lease.release();
-    this.lease = undefined;
-    const down = await this.waitDown(e, signal);
-    return { method: 'graceful', after: 'off', detail: `${how}; port ${this.host.port} closed after ${formatSeconds(down)}` };
+    return { method: 'graceful', after: e.powersOff ? 'unknown' : 'on', detail: how };
   }
 
   /** Poll the SSH port until it stops answering twice in a row; resolves with the time it took. */

@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { numberField } from '../ups/config';
 import { SshTarget, normaliseSshFingerprint } from './client';
 import { PresetCommand, SSH_PRESETS, presetCommand } from './presets';
+import { WOL_DEFAULT_ADDRESS, WakeTarget, normaliseMac, wolAddressProblem } from './wol';
 
 const bool = (dflt: boolean) => z.preprocess((v) => (v === undefined || v === '' ? dflt : v === true || v === 'true'), z.boolean());
 
@@ -91,11 +92,27 @@ export const SshActionConfigSchema = z
     waitDownTimeout: numberField(1, 86400, 180, 'wait-until-down timeout (s)'),
     startup: z.enum(['none', 'command'], { error: 'startup must be "none" or "command"' }).default('none'),
     startupCommand: z.string().optional().default(''),
+    customPowersOff: bool(false),
+    // Unset (older flows): on when the shutdown command powers the host off (see waitsForHost).
+    waitUp: z.preprocess((v) => (v === undefined || v === '' || v === null ? undefined : v === true || v === 'true'), z.boolean().optional()),
+    waitUpTimeout: numberField(1, 86400, 600, 'wait-until-up timeout (s)'),
+    wolMac: z.string().trim().optional().default(''),
+    wolAddress: z.string().trim().optional().default(WOL_DEFAULT_ADDRESS).transform((v) => v || WOL_DEFAULT_ADDRESS),
+    wolPort: numberField(1, 65535, 9, 'Wake-on-LAN port'),
   })
   .superRefine((c, ctx) => {
     if (c.preset === 'custom' && !c.command.trim()) ctx.addIssue({ code: 'custom', path: ['command'], message: 'a custom command is required' });
     if (c.preset === 'umount' && !c.umountPath.startsWith('/')) ctx.addIssue({ code: 'custom', path: ['umountPath'], message: 'the mount point must be an absolute path, e.g. /mnt/backup' });
     if (c.startup === 'command' && !c.startupCommand.trim()) ctx.addIssue({ code: 'custom', path: ['startupCommand'], message: 'a startup command is required (or choose "nothing")' });
+    if (c.wolMac) {
+      try {
+        normaliseMac(c.wolMac);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', path: ['wolMac'], message: (err as Error).message });
+      }
+      const why = wolAddressProblem(c.wolAddress);
+      if (why) ctx.addIssue({ code: 'custom', path: ['wolAddress'], message: why });
+    }
   });
 export type SshActionConfig = z.infer<typeof SshActionConfigSchema>;
 
@@ -114,5 +131,17 @@ export function shutdownCommand(c: SshActionConfig, username: string): PresetCom
     umountPath: c.umountPath,
     umountTimeout: c.umountTimeout,
     reason: c.reason || undefined,
+    customPowersOff: c.customPowersOff,
   });
+}
+
+/** Startup waits until SSH login works: as set, else for commands that power the host off. */
+export function waitsForHost(c: SshActionConfig, down: PresetCommand): boolean {
+  return c.waitUp ?? down.powersOff;
+}
+
+/** Where the magic packet goes, or undefined without a MAC address. */
+export function wakeTarget(c: SshActionConfig): WakeTarget | undefined {
+  const mac = normaliseMac(c.wolMac);
+  return mac ? { mac, address: c.wolAddress, port: c.wolPort } : undefined;
 }

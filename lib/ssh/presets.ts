@@ -13,6 +13,8 @@ export interface PresetParams {
   username: string;
   /** Custom command (preset `custom`). */
   command?: string;
+  /** The custom command powers the host off (a dropped connection is then success). */
+  customPowersOff?: boolean;
   /** `docker stop -t` seconds. */
   dockerTimeout?: number;
   /** Mount point to unmount. */
@@ -63,6 +65,7 @@ export function presetCommand(preset: SshPreset, p: PresetParams): PresetCommand
     }
     case 'custom':
       if (!p.command || !p.command.trim()) throw new Error('a custom command is required');
-      return { command: p.command.trim(), powersOff: false };
+      // Only the user knows what their command does: by default it leaves the host running.
+      return { command: p.command.trim(), powersOff: p.customPowersOff === true };
   }
 }
