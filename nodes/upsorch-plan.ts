@@ -64,16 +64,9 @@ export = function register(RED: NodeAPI): void {
     node.cancel = (by: string) => node.plan.cancel(by);
     node.expectedDurationMs = (direction) => {
       try {
-        // How many targets each action resolved in the last run beats its guess (a pattern, "all running").
-        const known = new Map<string, number>();
-        for (const p of node.plan.lastRun()?.phases ?? []) for (const a of p.actions) if (a.total !== undefined) known.set(a.id, a.total);
-        return resolve(direction).reduce((sum, h) => {
-          const budgets = h.actions().map((a) => a.budgetMs(known.get(a.id)));
-          const own = h.settings.mode === 'parallel' ? Math.max(0, ...budgets) : budgets.reduce((s, b) => s + b, 0);
-          return sum + (h.settings.timeoutMs ?? own + h.settings.stepDelayMs * Math.max(0, budgets.length - 1));
-        }, 0);
+        return node.plan.expectedDurationMs(resolve(direction));
       } catch {
-        return 0;
+        return 0; // a chain that does not resolve (mis-wired) has no duration to offer
       }
     };
 

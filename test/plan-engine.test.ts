@@ -291,6 +291,51 @@ describe('plan run machinery (lib/plan)', () => {
     release();
   });
 
+  it('a restore arriving during a dry-run (someone pressed it in HA as mains came back) takes over: the startup runs', async () => {
+    const inv = new Inventory(['vm1']);
+    inv.power.set('vm1', 'off');
+    const hold: ActionHandle = {
+      id: 'hold',
+      name: 'hold',
+      budgetMs: () => 60_000,
+      perform: (step) =>
+        step.run.dryRun
+          ? new Promise((resolve) => step.signal.addEventListener('abort', () => resolve({ operation: 'shutdown', dryRun: true, ok: false, aborted: true, results: [], ms: 0 }), { once: true }))
+          : Promise.resolve({ operation: 'start', dryRun: false, ok: true, aborted: false, results: [], ms: 0 }),
+    };
+    const phases = [phase('vms', [action('a1', inv, ['vm1'])], {}, ['check']), phase('check', [hold])];
+    const plan = newPlan();
+    const dry = reportOf(plan);
+    plan.request({ direction: 'shutdown', dryRun: true, origin: 'remote', topic: 'dry-run' }, resolver(phases));
+    await until(() => plan.status().currentPhase === 'check');
+    const r = plan.request({ direction: 'startup', dryRun: false, origin: 'local', topic: 'restore' }, resolver(phases));
+    assert.equal(r.started, true, 'the restore is not refused behind a dry-run');
+    const d = await dry;
+    assert.equal(d.state, 'cancelled');
+    assert.match(d.phases[1].note!, /a startup \(restore, local\) took over/);
+    const up = await reportOf(plan);
+    assert.equal(up.direction, 'startup');
+    assert.equal(up.state, 'done');
+    assert.deepEqual(inv.calls, ['start vm1']);
+  });
+
+  it('power fails again while a startup waits behind the shutdown: the queued startup is dropped, nothing starts on battery', async () => {
+    const inv = new Inventory(['a', 'b'], 150);
+    const phases = [phase('one', [action('x1', inv, ['a'])], {}, ['two']), phase('two', [action('x2', inv, ['b'])])];
+    const plan = newPlan();
+    const first = reportOf(plan);
+    plan.request({ direction: 'shutdown', dryRun: false, origin: 'local', topic: 'shutdown' }, resolver(phases));
+    await until(() => inv.calls.includes('shutdown a'));
+    assert.equal((plan.request({ direction: 'startup', dryRun: false, origin: 'local', topic: 'restore' }, resolver(phases)) as { queued?: boolean }).queued, true);
+    // The threshold fires shutdown again (mains failed once more): refused as a duplicate, and the startup is off.
+    assert.equal(plan.request({ direction: 'shutdown', dryRun: false, origin: 'local', topic: 'shutdown' }, resolver(phases)).started, false);
+    const report = await first;
+    assert.equal(report.direction, 'shutdown');
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(plan.lastRun()!.id, report.id, 'no startup followed');
+    assert.deepEqual(inv.calls, ['shutdown a', 'shutdown b']);
+  });
+
   it('a dry-run or a second startup during a startup is still refused', async () => {
     const inv = new Inventory(['vm1'], 300);
     inv.power.set('vm1', 'off');

@@ -195,6 +195,17 @@ export class Plan {
   }
 
   /** The current or last run record (a copy). */
+  /**
+   * The longest the phases may take, one after another: each phase's own timeout, or the one derived
+   * from its actions as a run derives it, counting the targets each action resolved in the last run
+   * (a pattern or "all running" cannot be counted before listing). The time budget's plan duration.
+   */
+  expectedDurationMs(chain: PhaseHandle[]): number {
+    const known = new Map<string, number>();
+    for (const p of this.lastRun()?.phases ?? []) for (const a of p.actions) if (a.total !== undefined) known.set(a.id, a.total);
+    return chain.reduce((sum, h) => sum + (h.settings.timeoutMs ?? derivedPhaseMs(h.settings, h.actions(), (a) => known.get(a.id), this.phaseMarginMs)), 0);
+  }
+
   lastRun(): RunRecord | null {
     return this.record ? (JSON.parse(JSON.stringify(this.record)) as RunRecord) : null;
   }
@@ -255,10 +266,17 @@ export class Plan {
       return { started: false, queued: true, reason, later };
     }
     if (req.origin === 'remote' && !req.dryRun && !this.allowRemote) return refuse('remote runs are not allowed for this plan (enable "allow runs from Home Assistant / MQTT")');
+    // Power failed again while a startup waited for the shutdown to end: that startup must not follow.
+    if (req.direction === 'shutdown' && !req.dryRun && this.queued) {
+      this.log('warn', `plan "${this.name}": the queued startup is dropped: a shutdown was asked for again (${req.topic}, ${req.origin})`);
+      this.queued = null;
+      void this.persist();
+    }
     if (!req.dryRun && !this.armed) return refuse('the plan is disarmed');
     const cur = this.running();
-    // A real shutdown never waits behind a startup or a dry-run: the power may be failing again.
-    const preempts = !!cur && req.direction === 'shutdown' && !req.dryRun && (cur.direction === 'startup' || cur.dryRun);
+    // A real shutdown never waits behind a startup or a dry-run (the power may be failing again), and a
+    // real startup never waits behind a dry-run (the restore comes once; a dry-run changes nothing).
+    const preempts = !!cur && !req.dryRun && (cur.dryRun || (req.direction === 'shutdown' && cur.direction === 'startup'));
     if (cur && !preempts) {
       if (req.direction === 'startup' && cur.direction === 'shutdown' && !req.dryRun && !cur.dryRun) {
         this.queued = { req: { ...req }, resolve };
@@ -276,6 +294,11 @@ export class Plan {
     if (chain.length === 0) return refuse(`the plan has no ${req.direction} phases`);
     let settled: Promise<void> | undefined;
     if (preempts) settled = this.preempt(req);
+    if (this.stalled) {
+      // A run paused by a redeploy is replaced by this one: it must not come back after it.
+      this.log('warn', `plan "${this.name}": paused run ${short(this.stalled.id)} is dropped: run of ${req.direction} started instead`);
+      this.stalled = null;
+    }
     const now = this.now();
     const rec: RunRecord = {
       version: 1,
@@ -305,7 +328,8 @@ export class Plan {
   }
 
   /**
-   * Stop the startup run or dry-run in progress because a real shutdown takes over: its work in
+   * Stop the run in progress because a real run takes over (a shutdown over a startup or a dry-run, a
+   * startup over a dry-run): its work in
    * flight is aborted, phases and actions not finished are closed with the reason, and its report
    * (state cancelled, `preemptedBy`) is sent. Resolves when its loop has let go (bounded).
    */
@@ -314,7 +338,7 @@ export class Plan {
     const handles = this.handles ?? new Map<string, PhaseHandle>();
     const loop = this.active ?? Promise.resolve();
     const now = this.now();
-    const why = `stopped: a shutdown (${req.topic}, ${req.origin}) took over`;
+    const why = `stopped: a ${req.direction} (${req.topic}, ${req.origin}) took over`;
     this.runAc?.abort(new Preempted(why));
     for (const p of old.phases) {
       if (p.state === 'done' || p.state === 'failed' || p.state === 'skipped') continue;
@@ -600,11 +624,7 @@ export class Plan {
     // cannot be counted before listing) and grows once an action reports how many it resolved.
     const totals = new Map<string, number>();
     for (const x of ph.actions) if (x.total !== undefined) totals.set(x.id, x.total);
-    const derive = () => {
-      const budgets = ordered.map((a) => a.budgetMs(totals.get(a.id)));
-      const delays = h.settings.stepDelayMs * Math.max(0, ordered.length - 1);
-      return (h.settings.mode === 'parallel' ? Math.max(0, ...budgets) : budgets.reduce((s, b) => s + b, 0)) + delays + this.phaseMarginMs;
-    };
+    const derive = () => derivedPhaseMs(h.settings, ordered, (a) => totals.get(a.id), this.phaseMarginMs);
     let limit = h.settings.timeoutMs ?? derive();
     const phaseAc = new AbortController();
     const onRun = () => phaseAc.abort(runSignal.reason);
@@ -807,6 +827,13 @@ export class Plan {
   private emitState(): void {
     this.emit({ type: 'plan-state', message: `plan ${this.status().state}` });
   }
+}
+
+/** A phase's timeout when it has none of its own: its actions' budgets (parallel: the longest, sequential: their sum), the step delays between them, and a margin. */
+function derivedPhaseMs(settings: PhaseHandle['settings'], actions: ActionHandle[], targetsOf: (a: ActionHandle) => number | undefined, marginMs: number): number {
+  const budgets = actions.map((a) => a.budgetMs(targetsOf(a)));
+  const delays = settings.stepDelayMs * Math.max(0, actions.length - 1);
+  return (settings.mode === 'parallel' ? Math.max(0, ...budgets) : budgets.reduce((s, b) => s + b, 0)) + delays + marginMs;
 }
 
 /**
