@@ -4,14 +4,15 @@
  * Node-RED restart and is sent after it.
  *
  * One file per message in the channel's folder, named by a sequence number that fixes the order.
- * A file is written as a temporary file, fsync'ed, renamed into place and the folder fsync'ed: a
- * message is either completely there or not at all. Delivered messages are unlinked (folder
+ * A file is written as a temporary file, fsync'ed, renamed into place and the folder fsync'ed
+ * (lib/fs/atomic): a message is either completely there or not at all. Delivered messages are unlinked (folder
  * fsync'ed again), so they are not sent twice after a restart. Payloads never hold secrets (tokens,
  * passwords and webhook URLs are added by the channel when sending).
  */
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
+import { syncDir, writeFileAtomic } from '../fs/atomic';
 
 export interface OutboxEntry<P = unknown> {
   id: string;
@@ -86,17 +87,9 @@ export class Outbox<P = unknown> {
     if (!this.opened) return Promise.reject(new Error('outbox is not open'));
     const entry: OutboxEntry<P> = { id: randomUUID(), seq: this.nextSeq++, createdAt, label, ...(kind ? { kind } : {}), ...(urgent ? { urgent } : {}), payload };
     const run = this.chain.then(async () => {
-      const file = path.join(this.dir, fileName(entry.seq));
+      // The temp name starts with .tmp-, so open() knows a write that never completed.
       const tmp = path.join(this.dir, `.tmp-${fileName(entry.seq)}-${process.pid}`);
-      const fh = await fsp.open(tmp, 'w', 0o600);
-      try {
-        await fh.writeFile(JSON.stringify(entry));
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      await fsp.rename(tmp, file);
-      await syncDir(this.dir);
+      await writeFileAtomic(path.join(this.dir, fileName(entry.seq)), JSON.stringify(entry), { tmp });
       this.entries.push(entry);
       return entry;
     });
@@ -123,15 +116,4 @@ export class Outbox<P = unknown> {
 
 function fileName(seq: number): string {
   return String(seq).padStart(12, '0') + '.json';
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const fh = await fsp.open(dir, 'r');
-  try {
-    await fh.sync();
-  } catch {
-    /* some file systems cannot fsync a directory; the rename is still atomic */
-  } finally {
-    await fh.close();
-  }
 }

@@ -1,12 +1,13 @@
 /**
  * Where a plan keeps its state on disk: the current (or last) run record and the armed switch, in
- * one JSON file per plan, written atomically (temp file, fsync, rename) so a power cut mid-write
- * leaves the previous version, never half a file. Writes are serialised and coalesced: callers
- * await a write that contains their change.
+ * one JSON file per plan, written atomically (lib/fs/atomic: temp file, fsync, rename, folder
+ * fsync) so a power cut mid-write leaves the previous version, never half a file. Writes are
+ * serialised and coalesced: callers await a write that contains their change.
  */
 import { promises as fs } from 'fs';
 import * as path from 'path';
 import { Restore, RunRecord } from './types';
+import { writeFileAtomic } from '../fs/atomic';
 
 export interface PlanFile {
   version: 1;
@@ -86,7 +87,7 @@ export class PlanStore {
       const waiters = this.pending.splice(0);
       const snapshot = this.latest!;
       try {
-        await writeAtomic(this.file, JSON.stringify(snapshot, null, 1));
+        await writeFileAtomic(this.file, JSON.stringify(snapshot, null, 1));
         for (const w of waiters) w.resolve();
       } catch (err) {
         for (const w of waiters) w.reject(err as Error);
@@ -99,20 +100,4 @@ export class PlanStore {
     await this.writing;
     await fs.rm(this.file, { force: true });
   }
-}
-
-async function writeAtomic(file: string, text: string): Promise<void> {
-  await fs.mkdir(path.dirname(file), { recursive: true });
-  const tmp = `${file}.${process.pid}.tmp`;
-  const fh = await fs.open(tmp, 'w', 0o600);
-  try {
-    await fh.writeFile(text, 'utf8');
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await fs.rename(tmp, file);
-  // The rename itself is durable only once the folder is synced (else a power cut may undo it).
-  const dir = await fs.open(path.dirname(file), 'r').catch(() => null);
-  if (dir) await dir.sync().catch(() => undefined).finally(() => dir.close().catch(() => undefined));
 }
