@@ -72,7 +72,7 @@ describe('Node-RED editor with the package installed (Chromium)', function () {
     await page.locator('#red-ui-workspace-tabs .red-ui-tab.active', { hasText: /^\s*Simulated UPS\s*$/ }).waitFor();
     const upsIn = await ed.nodeIdOf('upsorch-ups-in');
     await ed.nodeEl(upsIn).waitFor();
-    assert.equal(text(await ed.nodeEl(upsIn).locator('.red-ui-flow-node-label').textContent()), 'UPS Demo UPS');
+    assert.equal(text(await ed.nodeEl(upsIn).locator('.red-ui-flow-node-label').textContent()), 'Demo UPS');
 
     // Deployed: Node-RED says so, the button goes back to disabled and the runtime has the flow.
     await ed.deploy();
