@@ -41,14 +41,18 @@ export = function register(RED: NodeAPI): void {
         const { commands, meta } = commandsFor(dev.config, (dev.credentials ?? {}) as DeviceCredentials, (cmd, value) => dev.simulate(cmd, value));
         return { name: slot.name, description: slot.description || undefined, state: () => latest, maxAgeMs: maxAgeFor(dev), commands, meta };
       });
-      // FSD is kept on disk: after a restart mid-shutdown the NAS boxes still see it.
+      // FSD is kept on disk: after a Node-RED restart mid-shutdown the NAS boxes still see it; after
+      // a restart of this machine (the UPS went off last) it is not raised again.
       server = new NutServer({
         host: cfg.host, port: cfg.port, ups: served, users: cfg.users, allow: cfg.allow, idleTimeoutMs: cfg.idleTimeoutMs, maxConnections: cfg.maxConnections,
         fsdStore: new FileFsdStore(fsdFile),
       });
       if (server.storeError) node.error(`NUT server: ${server.storeError}`);
+      for (const r of server.droppedFsd) {
+        node.log(`FSD on ${r.ups} from before this machine restarted is not raised again (raised by ${r.by}, ${new Date(r.at).toISOString()}): the power came back, so clients that log in now stay up`);
+      }
       for (const r of server.restoredFsd) {
-        node.warn(`FSD on ${r.ups} is still raised (by ${r.by}, ${new Date(r.at).toISOString()}), kept across the restart: clients that log in shut down; the startup direction of NUT secondaries or Clear FSD clears it`);
+        node.warn(`FSD on ${r.ups} is still raised (by ${r.by}, ${new Date(r.at).toISOString()}), kept across the restart of Node-RED: clients that log in shut down; the startup direction of NUT secondaries or Clear FSD clears it`);
       }
       for (const u of cfg.usersWithoutPassword) node.warn(`user "${u}" has no password yet: it cannot log in until one is set in the NUT server dialog`);
       node.upsorchNutServer = server;

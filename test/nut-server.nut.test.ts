@@ -362,6 +362,31 @@ describe('NUT server node with real NUT clients (upsc, upscmd, upsrw, upsmon)', 
     }
   });
 
+  it('FSD saved before this machine restarted (the UPS went off last) is not raised again: upsc shows no FSD, the log says why', async () => {
+    const userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'upsorch-nut-reboot-'));
+    helper.settings({ userDir });
+    try {
+      // What the NUT secondaries action left on disk before the power went: another boot, an older time.
+      const saved = { version: 1, savedAt: 1_000, bootId: 'a-boot-before-the-power-cut', fsd: { ups: { by: 'NUT secondaries action', at: 1_000 } } };
+      fs.mkdirSync(path.join(userDir, 'ups-orchestrator'));
+      fs.writeFileSync(path.join(userDir, 'ups-orchestrator', 'nut-server-srv.json'), JSON.stringify(saved));
+
+      await load([serverConfig(port), ...secondaries()]);
+      const server = await listening();
+      assert.deepEqual(server.fsd('ups'), { set: false, by: null });
+      assert.equal((await run('upsc', [`ups@127.0.0.1:${port}`, 'ups.status'])).stdout.trim(), 'OL', 'a NAS that boots and logs in stays up');
+      const srv = helper.getNode('srv');
+      const logged = srv.log.getCalls().map((c: any) => String(c.args[0]));
+      assert.ok(logged.some((t: string) => /^FSD on ups from before this machine restarted is not raised again \(raised by NUT secondaries action, 1970-01-01T00:00:01\.000Z\)/.test(t)), `logged: ${logged.join(' | ')}`);
+      assert.ok(!srv.warn.getCalls().some((c: any) => /still raised/.test(String(c.args[0]))));
+      assert.deepEqual(JSON.parse(fs.readFileSync(path.join(userDir, 'ups-orchestrator', 'nut-server-srv.json'), 'utf8')).fsd, {}, 'gone from disk too');
+    } finally {
+      await helper.unload();
+      helper.settings({ userDir: undefined });
+      fs.rmSync(userDir, { recursive: true, force: true });
+    }
+  });
+
   it('in a plan: a shutdown that finds FSD already raised still clears it on the mirrored startup', async function () {
     {
       await helper.load([...nutServerNodes, planNode, phaseNode], [

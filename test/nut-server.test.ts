@@ -856,6 +856,14 @@ describe('NUT server: FSD survives a restart', () => {
     await server.close();
   });
 
+  it('the file says which boot of the machine and when it was written', async () => {
+    const file = path.join(dir, 'nut-server-x.json');
+    const server = await startServer([new FakeSource('ups').served()], { fsdStore: new FileFsdStore(file, { bootId: () => 'boot-a', now: () => 1234 }), now: () => 1000 });
+    server.setFsd('ups', 'NUT secondaries action');
+    await server.close();
+    assert.deepEqual(JSON.parse(fs.readFileSync(file, 'utf8')), { version: 1, savedAt: 1234, bootId: 'boot-a', fsd: { ups: { by: 'NUT secondaries action', at: 1000 } } });
+  });
+
   it('a damaged file is reported, FSD starts cleared, and the next change replaces the file', async () => {
     const file = path.join(dir, 'nut-server-x.json');
     fs.writeFileSync(file, '{"version":1,"fsd":');
@@ -864,7 +872,7 @@ describe('NUT server: FSD survives a restart', () => {
       assert.match(server.storeError!, /is damaged/);
       assert.equal(server.fsd('ups').set, false);
       server.setFsd('ups', 'x');
-      assert.deepEqual(new FileFsdStore(file).load(), { ups: { by: 'x', at: JSON.parse(fs.readFileSync(file, 'utf8')).fsd.ups.at } });
+      assert.deepEqual(new FileFsdStore(file).load(), { latches: { ups: { by: 'x', at: JSON.parse(fs.readFileSync(file, 'utf8')).fsd.ups.at } }, earlierBoot: {} });
     } finally {
       await server.close();
     }
@@ -872,7 +880,7 @@ describe('NUT server: FSD survives a restart', () => {
 
   it('a file that cannot be written is an error event; FSD is raised all the same', async () => {
     const errors: Error[] = [];
-    const server = await startServer([new FakeSource('ups').served()], { fsdStore: { load: () => ({}), save: () => { throw new Error('disk full'); } } });
+    const server = await startServer([new FakeSource('ups').served()], { fsdStore: { load: () => ({ latches: {}, earlierBoot: {} }), save: () => { throw new Error('disk full'); } } });
     server.on('error', (e) => errors.push(e));
     try {
       assert.equal(server.setFsd('ups', 'x'), true);
@@ -881,6 +889,92 @@ describe('NUT server: FSD survives a restart', () => {
     } finally {
       await server.close();
     }
+  });
+});
+
+describe('NUT server: FSD does not outlive a restart of the machine (the power came back)', () => {
+  let dir: string;
+  let file: string;
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'upsorch-fsd-boot-'));
+    file = path.join(dir, 'nut-server-x.json');
+  });
+  afterEach(() => {
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** A NUT server started with `store`, FSD raised by the NUT secondaries action, stopped. */
+  async function raisedIn(store: FileFsdStore): Promise<void> {
+    const server = await startServer([new FakeSource('ups').served()], { fsdStore: store });
+    server.setFsd('ups', 'NUT secondaries action');
+    await server.close();
+  }
+
+  async function statusOf(server: NutServer): Promise<string[]> {
+    const c = await RawClient.connect(server.address!.port);
+    try {
+      return await c.ask(['GET VAR ups ups.status']);
+    } finally {
+      c.destroy();
+    }
+  }
+
+  it('Node-RED restarted in the same boot: FSD is served again', async () => {
+    await raisedIn(new FileFsdStore(file, { bootId: () => 'boot-a' }));
+    const server = await startServer([new FakeSource('ups').served()], { fsdStore: new FileFsdStore(file, { bootId: () => 'boot-a' }) });
+    try {
+      assert.deepEqual(server.fsd('ups'), { set: true, by: 'NUT secondaries action' });
+      assert.deepEqual(server.restoredFsd.map((r) => r.ups), ['ups']);
+      assert.deepEqual(server.droppedFsd, []);
+      assert.deepEqual(await statusOf(server), ['VAR ups ups.status "FSD OL CHRG"']);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('the machine restarted (other boot id): FSD is not raised, reported as dropped, and gone from disk', async () => {
+    await raisedIn(new FileFsdStore(file, { bootId: () => 'boot-a' }));
+    const server = await startServer([new FakeSource('ups').served()], { fsdStore: new FileFsdStore(file, { bootId: () => 'boot-b' }) });
+    try {
+      assert.deepEqual(server.fsd('ups'), { set: false, by: null });
+      assert.deepEqual(server.restoredFsd, []);
+      assert.deepEqual(server.droppedFsd.map((r) => [r.ups, r.by]), [['ups', 'NUT secondaries action']]);
+      assert.equal(server.storeError, undefined);
+      assert.deepEqual(await statusOf(server), ['VAR ups ups.status "OL CHRG"'], 'a NAS that boots and logs in stays up');
+    } finally {
+      await server.close();
+    }
+    assert.deepEqual(JSON.parse(fs.readFileSync(file, 'utf8')).fsd, {});
+    // Node-RED restarts again in the new boot: nothing left to drop or to report.
+    const again = await startServer([new FakeSource('ups').served()], { fsdStore: new FileFsdStore(file, { bootId: () => 'boot-b' }) });
+    assert.deepEqual([again.fsd('ups').set, again.droppedFsd.length], [false, 0]);
+    await again.close();
+  });
+
+  it('FSD raised after the machine restarted is kept across Node-RED restarts of that boot', async () => {
+    await raisedIn(new FileFsdStore(file, { bootId: () => 'boot-a' }));
+    const store = new FileFsdStore(file, { bootId: () => 'boot-b' });
+    await raisedIn(store);
+    const server = await startServer([new FakeSource('ups').served()], { fsdStore: new FileFsdStore(file, { bootId: () => 'boot-b' }) });
+    assert.deepEqual([server.fsd('ups').set, server.droppedFsd.length], [true, 0]);
+    await server.close();
+  });
+
+  it('without a boot id, a save older than the machine\'s boot time is dropped, a newer one kept', async () => {
+    const noId = (bootTime: number) => new FileFsdStore(file, { bootId: () => null, bootTime: () => bootTime, now: () => 5_000 });
+    await raisedIn(noId(1_000));
+    assert.equal(JSON.parse(fs.readFileSync(file, 'utf8')).bootId, undefined);
+    assert.deepEqual(noId(4_000).load().latches.ups?.by, 'NUT secondaries action', 'Node-RED restarted, the machine did not');
+    const server = await startServer([new FakeSource('ups').served()], { fsdStore: noId(6_000) });
+    assert.deepEqual([server.fsd('ups').set, server.droppedFsd.map((r) => r.ups)], [false, ['ups']]);
+    await server.close();
+  });
+
+  it('a file saved before boot ids were kept is judged by when FSD was raised', () => {
+    fs.writeFileSync(file, JSON.stringify({ version: 1, fsd: { ups: { by: 'old', at: 5_000 } } }));
+    const at = (bootTime: number) => new FileFsdStore(file, { bootId: () => 'boot-b', bootTime: () => bootTime }).load();
+    assert.deepEqual(at(4_000), { latches: { ups: { by: 'old', at: 5_000 } }, earlierBoot: {} });
+    assert.deepEqual(at(6_000), { latches: {}, earlierBoot: { ups: { by: 'old', at: 5_000 } } });
   });
 });
 

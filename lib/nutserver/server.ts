@@ -14,8 +14,9 @@
  *   (ERR FEATURE-NOT-CONFIGURED); so GET TYPE never says RW, ENUM or RANGE, also where the
  *   upsd of a NUT source does;
  * - a stale or lost source gives ERR DATA-STALE (upsd: DATA-STALE or DRIVER-NOT-CONNECTED);
- * - FSD survives a restart when a store is given (upsd forgets it): a shutdown cut short by a
- *   Node-RED restart must still reach the NAS boxes that have not shut down yet.
+ * - FSD survives a Node-RED restart when a store is given (upsd forgets it): a shutdown cut short
+ *   by a Node-RED restart must still reach the NAS boxes that have not shut down yet. A restart of
+ *   the machine drops it, as upsd's does: the UPS went off last, the outage is over.
  */
 import * as net from 'node:net';
 import { randomUUID } from 'node:crypto';
@@ -25,7 +26,7 @@ import { CommandParser, CommandTooLong, MAX_COMMAND_BYTES, quoteValue } from './
 import { VarList, cmdDescription, findVar, typeOf, varDescription, varsOf } from './vars';
 import { NutUser, mayDo, mayRunInstcmd } from './users';
 import { AllowList, allowList, plainAddress } from './allow';
-import { FsdLatches, FsdStore } from './fsd-store';
+import { FsdLatches, FsdStore, SavedFsd } from './fsd-store';
 
 /** The upsd version this server answers as (VER, server.version): what clients were tested with. */
 export const UPSD_VERSION = '2.8.0';
@@ -178,6 +179,8 @@ export class NutServer extends EventEmitter {
   private readonly store: FsdStore | undefined;
   /** FSD latches found in the store at start, for the node to report. */
   readonly restoredFsd: Array<{ ups: string; by: string; at: number }> = [];
+  /** FSD latches in the store saved before this machine restarted: not raised (the outage is over). */
+  readonly droppedFsd: Array<{ ups: string; by: string; at: number }> = [];
   /** Why the saved FSD state could not be read, if it could not. */
   readonly storeError: string | undefined;
   readonly stats: ServerStats = { connections: 0, accepted: 0, refusedAllowList: 0, refusedCap: 0, violations: 0, idleClosed: 0 };
@@ -208,13 +211,13 @@ export class NutServer extends EventEmitter {
       this.entries.set(key, { ups, name: ups.name, fsd: false, fsdBy: null, fsdAt: 0, logins: new Set() });
     }
     this.store = options.fsdStore;
-    let saved: FsdLatches = {};
+    let saved: SavedFsd = { latches: {}, earlierBoot: {} };
     try {
-      saved = this.store?.load() ?? {};
+      saved = this.store?.load() ?? saved;
     } catch (e) {
       this.storeError = (e as Error).message;
     }
-    for (const [key, latch] of Object.entries(saved)) {
+    for (const [key, latch] of Object.entries(saved.latches)) {
       const e = this.entries.get(key);
       // A latch of a UPS no longer served is dropped at the next write.
       if (!e) continue;
@@ -222,6 +225,18 @@ export class NutServer extends EventEmitter {
       e.fsdBy = latch.by;
       e.fsdAt = latch.at;
       this.restoredFsd.push({ ups: e.name, by: latch.by, at: latch.at });
+    }
+    for (const [key, latch] of Object.entries(saved.earlierBoot)) {
+      const e = this.entries.get(key);
+      if (e) this.droppedFsd.push({ ups: e.name, by: latch.by, at: latch.at });
+    }
+    if (Object.keys(saved.earlierBoot).length) {
+      // Forget them on disk now, so a later Node-RED restart in this boot has nothing to report.
+      try {
+        this.store!.save(this.latches());
+      } catch (e) {
+        this.storeError = `the FSD of before this machine restarted could not be removed from disk (${(e as Error).message}); it is not raised all the same`;
+      }
     }
   }
 
@@ -310,13 +325,17 @@ export class NutServer extends EventEmitter {
   /** Write every latch; a failure is reported, never thrown (FSD stays raised in memory). */
   private persist(): void {
     if (!this.store) return;
-    const latches: FsdLatches = {};
-    for (const [key, e] of this.entries) if (e.fsd) latches[key] = { by: e.fsdBy ?? '', at: e.fsdAt };
     try {
-      this.store.save(latches);
+      this.store.save(this.latches());
     } catch (err) {
       if (this.listenerCount('error') > 0) this.emit('error', new Error(`FSD could not be saved, it will not survive a restart: ${(err as Error).message}`));
     }
+  }
+
+  private latches(): FsdLatches {
+    const latches: FsdLatches = {};
+    for (const [key, e] of this.entries) if (e.fsd) latches[key] = { by: e.fsdBy ?? '', at: e.fsdAt };
+    return latches;
   }
 
   /** Clients logged in to one UPS (or to any), oldest first. */
