@@ -5,7 +5,7 @@
  */
 import { NodeAPI, Node, NodeMessage, UpsDeviceNode, errorText, shortStatus } from './red';
 import { DecisionEngine, Decision, EngineOutput } from '../lib/decide/engine';
-import { UpsStateShape, engineConfig, parseThresholdConfig } from '../lib/decide/config';
+import { UpsStateShape, configWarnings, engineConfig, parseThresholdConfig } from '../lib/decide/config';
 import { UpsState } from '../lib/ups/state';
 
 const OUTPUT: Record<Decision['decision'], number> = { shutdown: 0, cancel: 1, restore: 2 };
@@ -75,6 +75,7 @@ export = function register(RED: NodeAPI): void {
 
     try {
       const cfg = parseThresholdConfig(raw);
+      for (const w of configWarnings(cfg)) node.warn(w);
       const devices: UpsDeviceNode[] = [];
       for (const s of cfg.supplies) {
         if (!s.device) continue;

@@ -4,7 +4,7 @@
  */
 import { strict as assert } from 'node:assert';
 import { DEFAULT_CONFIG, Decision, DecisionEngine, ThresholdConfig, Warning } from '../lib/decide/engine';
-import { parseThresholdConfig } from '../lib/decide/config';
+import { configWarnings, engineConfig, parseThresholdConfig } from '../lib/decide/config';
 import { UpsState, normalise, withComm } from '../lib/ups/state';
 import { SimulatedUps } from '../lib/sim/battery';
 
@@ -455,9 +455,11 @@ describe('runtime threshold configuration', () => {
     assert.throws(() => parseThresholdConfig({ ...base, minSupplies: 0 }), /^Error: invalid runtime threshold configuration: minSupplies: minimum power must be more than 0/);
   });
 
-  it('a minimum above the sum of the power values is refused', () => {
-    assert.throws(() => parseThresholdConfig({ ...base, minSupplies: 3 }), /minSupplies: minimum power 3 is more than the UPSes' power values add up to \(2\)/);
-    assert.equal(parseThresholdConfig({ ...base, minSupplies: 2 }).minSupplies, 2);
+  it('a saved minimum above the sum of the power values keeps protecting: warned, taken as the sum (the first critical UPS shuts down)', () => {
+    const c = parseThresholdConfig({ ...base, minSupplies: 3 });
+    assert.match(configWarnings(c)[0], /^minimum power 3 is more than the UPSes' power values add up to \(2\): the first UPS that turns critical shuts down/);
+    assert.equal(engineConfig(c, () => undefined).minSupplies, 2);
+    assert.deepEqual(configWarnings(parseThresholdConfig({ ...base, minSupplies: 2 })), []);
   });
 
   it('the minimum is checked only for the policy that uses it', () => {

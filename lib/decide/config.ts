@@ -53,14 +53,20 @@ export const ThresholdNodeConfigSchema = z.object({
   cancelAfter: num(0, DAY, D.cancelAfter, 'cancel after stable mains (s)'),
   noReturnAfter: num(0, DAY, D.noReturnAfter, 'point of no return (s)'),
 }).superRefine((c, ctx) => {
-  if (c.policy !== 'min') return;
-  // 0 would never shut down; above the sum, the first critical UPS always would (policy any in disguise)
-  if (c.minSupplies <= 0) ctx.addIssue({ code: 'custom', path: ['minSupplies'], message: 'minimum power must be more than 0 (0 would never shut down)' });
-  const sum = c.supplies.reduce((a, s) => a + s.power, 0);
-  if (c.supplies.length && c.minSupplies > sum) {
-    ctx.addIssue({ code: 'custom', path: ['minSupplies'], message: `minimum power ${c.minSupplies} is more than the UPSes' power values add up to (${sum}): lower it, or raise their power values` });
-  }
+  // 0 would never shut down. (Above the sum is only warned about: see configWarnings.)
+  if (c.policy === 'min' && c.minSupplies <= 0) ctx.addIssue({ code: 'custom', path: ['minSupplies'], message: 'minimum power must be more than 0 (0 would never shut down)' });
 });
+
+/**
+ * What is odd but still protects: a minimum above the sum of the power values makes the first
+ * critical UPS shut down (policy any in disguise). The dialog refuses it; a saved flow keeps running
+ * with the minimum taken as the sum, and this warning, rather than losing its protection.
+ */
+export function configWarnings(c: ThresholdNodeConfig): string[] {
+  const sum = c.supplies.reduce((a, s) => a + s.power, 0);
+  if (c.policy !== 'min' || !c.supplies.length || c.minSupplies <= sum) return [];
+  return [`minimum power ${c.minSupplies} is more than the UPSes' power values add up to (${sum}): the first UPS that turns critical shuts down; lower the minimum, or raise their power values`];
+}
 
 export type ThresholdNodeConfig = z.infer<typeof ThresholdNodeConfigSchema>;
 
@@ -92,7 +98,7 @@ export function engineConfig(c: ThresholdNodeConfig, upsName: (deviceId: string)
     commLost: { enabled: c.commLostEnabled, after: c.commLostAfter },
     budget: { enabled: c.budgetEnabled, planDuration: c.budgetPlanDuration, margin: c.budgetMargin, hold: c.budgetHold },
     policy: c.policy,
-    minSupplies: c.minSupplies,
+    minSupplies: c.supplies.length ? Math.min(c.minSupplies, c.supplies.reduce((a, s) => a + s.power, 0)) : c.minSupplies,
     supplies,
     restoreAfter: c.restoreAfter,
     restoreCharge: c.restoreCharge,
