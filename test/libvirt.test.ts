@@ -152,6 +152,62 @@ describe('libvirt action with a real libvirtd (test driver) over a real SSH serv
     for (const n of [off, paused, on]) assert.equal(await lv.state(n), 'running');
   });
 
+  it('startup while the KVM host is still booting: waits (status says so) and starts the domains once SSH answers', async () => {
+    const [a, b] = await domains([['web', 'shut off'], ['db', 'shut off']]);
+    await sshd.goDown();
+    try {
+      const out = await load({ names: [a, b] });
+      const from = out.received.length;
+      helper.getNode('l1').receive({ topic: 'startup' });
+      await waitForStatus('l1', (s) => s.fill === 'yellow' && /^start: waiting for kvm1 to come back… \d+ s$/.test(s.text ?? ''), 10_000);
+      await new Promise((r) => setTimeout(r, 3000));
+      await sshd.comeUp();
+      const report = (await out.waitFor((m) => m.topic === 'action-report', 45_000, from, 'the action report')).msg.payload;
+      assert.equal(report.ok, true, JSON.stringify(report));
+      const r = byTarget(report);
+      for (const n of [a, b]) {
+        assert.equal(r[n].method, 'graceful');
+        assert.match(r[n].detail, /^started \(after waiting [0-9.]+ s for kvm1 to come back\)$/);
+        assert.equal(await lv.state(n), 'running');
+      }
+      await waitForStatus('l1', (s) => s.fill === 'green');
+    } finally {
+      await sshd.comeUp();
+    }
+  });
+
+  it('startup: a KVM host that never comes back fails after the action\'s own time, saying it was not reachable', async () => {
+    const [a] = await domains([['web', 'shut off']]);
+    await sshd.goDown();
+    try {
+      // Own time per target: timeout 1 s + 4 × virsh 1 s + 10 s.
+      const out = await load({ names: [a], timeout: 1, commandTimeout: 1 });
+      const t0 = Date.now();
+      const report = await request(out, { topic: 'startup' }, 60_000);
+      const ms = Date.now() - t0;
+      assert.ok(ms >= 10_000 && ms < 40_000, `gave up after ${ms} ms`);
+      assert.equal(report.ok, false);
+      assert.match(report.error, new RegExp(`^cannot connect to 127\\.0\\.0\\.1:${sshd.port}: connection refused \\(is SSH running on that port\\?\\) \\(still not reachable after waiting [0-9.]+ s\\)$`));
+      assert.equal(byTarget(report)[a].ok, false);
+      assert.equal(await lv.state(a), 'shut off');
+    } finally {
+      await sshd.comeUp();
+    }
+  });
+
+  it('a dry-run of the startup does not wait: an unreachable host is reported at once', async () => {
+    await sshd.goDown();
+    try {
+      const out = await load({ names: ['web'] });
+      const t0 = Date.now();
+      const report = await request(out, { topic: 'dry-run-startup' });
+      assert.ok(Date.now() - t0 < 5000);
+      assert.match(report.error, /connection refused/);
+    } finally {
+      await sshd.comeUp();
+    }
+  });
+
   it('stop destroys and suspend pauses, each idempotent', async () => {
     const [a, b] = await domains([['web', 'running'], ['db', 'running']]);
     let out = await load({ names: [a] });

@@ -13,6 +13,7 @@ import { SshdPeer } from './peers/sshd';
 import { LibvirtPeer } from './peers/libvirt';
 import { NutPeer } from './peers/nut';
 import { Collector, helper, ourNodes, sleep, sshNodes, upsCommandNodes } from './util/red';
+import { waitUntil } from './peers/proc';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const planNode = require('../nodes/upsorch-plan');
@@ -286,6 +287,67 @@ describe('a plan of phases with real SSH and libvirt actions', function () {
     assert.ok(!sshd.commands().includes('poweroff'), 'the host was not touched');
   });
 
+  /** Example 06 as shipped, pointed at the test peers the way a user fills in their own hosts. */
+  async function loadExample06(nut: NutPeer, names: string[]) {
+    const shipped = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'examples', '06 Homelab plan.json'), 'utf8')) as Array<Record<string, any>>;
+    const flow = shipped.map((n) => (n.type === 'inject' || n.type === 'debug' ? { id: n.id, z: n.z, type: 'helper', name: n.name, wires: n.wires ?? [] } : n));
+    const byType = (t: string) => flow.filter((n) => n.type === t);
+    for (const h of byType('upsorch-ssh-host')) Object.assign(h, { host: '127.0.0.1', port: sshd.port, username: 'root', fingerprint: sshd.hostKeyFingerprint, timeout: 5 });
+    for (const l of byType('upsorch-libvirt')) Object.assign(l, { uri: lv.uri, names });
+    for (const d of byType('upsorch-device')) Object.assign(d, { host: nut.host, port: nut.port, upsName: 'sim' });
+    const tab = flow.find((n) => n.type === 'tab')!.id;
+    flow.push({ id: 'report', type: 'helper', z: tab }, { id: 'up-report', type: 'helper', z: tab });
+    byType('upsorch-phase').find((p) => p.name === 'UPS off')!.wires[1].push('report');
+    byType('upsorch-phase').find((p) => p.name === 'VMs')!.wires[1].push('up-report');
+    const credentials: Record<string, unknown> = {};
+    for (const h of byType('upsorch-ssh-host')) credentials[h.id] = { privateKey: sshd.clientKey };
+    for (const d of byType('upsorch-device')) credentials[d.id] = { username: nut.users.admin.username, password: nut.users.admin.password };
+    await helper.load([...NODES, ...upsCommandNodes.filter((n) => !NODES.includes(n))], flow, credentials);
+    return { shipped, flow, byType, down: new Collector('report'), up: new Collector('up-report'), first: byType('upsorch-phase').find((p) => p.name === 'VMs')!.id };
+  }
+
+  it('example 06 as shipped: its upsd is not on a host the plan shuts down before "UPS off", and the host phases wait for the hosts on startup', () => {
+    const shipped = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'examples', '06 Homelab plan.json'), 'utf8')) as Array<Record<string, any>>;
+    const device = shipped.find((n) => n.type === 'upsorch-device')!;
+    const sshHosts = shipped.filter((n) => n.type === 'upsorch-ssh-host').map((h) => h.host);
+    assert.ok(!sshHosts.includes(device.host), `the UPS device (${device.host}) would be shut down with ${sshHosts.join(', ')} before the UPS is powered off`);
+    assert.equal(device.host, 'localhost');
+    for (const a of shipped.filter((n) => n.type === 'upsorch-ssh')) {
+      assert.equal(a.waitDown, true, `${a.name} waits until down`);
+      assert.equal(a.waitUp, true, `${a.name} waits until up on startup`);
+    }
+  });
+
+  it('example 06: the mirrored startup after a real outage waits for kvm1 to boot (sshd stopped, back 3 s later), then the NAS, then starts the VMs', async () => {
+    const nut = await NutPeer.start();
+    try {
+      const [a, b] = await domains(['web01', 'db01'], false);
+      await sshd.goDown(); // the hosts are still booting when mains is back
+      const ex = await loadExample06(nut, [a, b]);
+      const t0 = Date.now();
+      helper.getNode(ex.byType('upsorch-phase').find((p) => p.name === 'host')!.id).receive({ topic: 'startup' });
+      const hostAction = ex.byType('upsorch-ssh').find((n) => n.name === 'kvm1 host')!.id;
+      await waitUntil('the host action to wait', 10_000, () => helper.getNode(hostAction).status.getCalls().some((c: any) => c.thisValue === helper.getNode(hostAction) && /waiting for kvm1 to come back/.test(c.args[0].text ?? '')));
+      await sleep(3000);
+      await sshd.comeUp();
+      const r = (await ex.up.waitFor((m) => m.topic === 'run-report', 60_000, 0, 'the startup report')).msg.payload;
+      assert.equal(r.direction, 'startup');
+      assert.deepEqual(r.phases.map((p: any) => [p.name, p.state]), [['host', 'done'], ['NAS', 'done'], ['VMs', 'done']], JSON.stringify(r.phases, null, 1));
+      assert.ok(Date.now() - t0 >= 3000, 'the run waited for the host');
+      const res = results(r);
+      assert.match(res.kvm1.detail, /^kvm1 is back: SSH login works/);
+      assert.equal(res.NAS.method, 'already', 'the NAS was up by the time its phase ran');
+      assert.equal(await lv.state(a), 'running');
+      assert.equal(await lv.state(b), 'running');
+      const [host, nas, vms] = r.phases;
+      assert.ok(nas.startedAt >= host.endedAt && vms.startedAt >= nas.endedAt, 'each phase waited for the one before');
+    } finally {
+      await sshd.comeUp();
+      await helper.unload();
+      await nut.stop();
+    }
+  });
+
   it('the example "06 Homelab plan", pointed at the test peers, dry-runs every phase: VMs → NAS → host → UPS off', async () => {
     const nut = await NutPeer.start();
     try {
@@ -319,6 +381,19 @@ describe('a plan of phases with real SSH and libvirt actions', function () {
       assert.equal(upsOff[0].method, 'dry-run');
       assert.deepEqual(powerCommands(), [], 'nothing was shut down');
       assert.equal(await lv.state(a), 'running');
+      await helper.unload();
+
+      // dry-run-startup: mirrored, the hosts would be waited for, nothing is started.
+      await lv.setState(a, 'shut off');
+      const ex = await loadExample06(nut, [a, b]);
+      helper.getNode(ex.first).receive({ topic: 'dry-run-startup' });
+      const up = (await ex.up.waitFor((m) => m.topic === 'run-report', 60_000, 0, 'the startup report')).msg.payload;
+      assert.equal(up.dryRun, true);
+      assert.deepEqual(up.phases.map((p: any) => [p.name, p.state]), [['host', 'done'], ['NAS', 'done'], ['VMs', 'done']], JSON.stringify(up.phases, null, 1));
+      const ur = results(up);
+      assert.equal(ur.kvm1.detail, 'kvm1 is up (SSH login works): nothing to wait for');
+      assert.equal(ur[a].detail, `would start "${a}" (off)`);
+      assert.equal(await lv.state(a), 'shut off', 'nothing was started');
     } finally {
       await helper.unload();
       await nut.stop();
