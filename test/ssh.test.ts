@@ -289,6 +289,36 @@ describe('SSH action with a real OpenSSH server', function () {
       assert.deepEqual(report.results.map((r: TargetResult) => [r.target, r.method, r.detail]), [['nas', 'skipped', 'nothing to do in this direction']]);
     });
 
+    it('example 10: the startup of "stop containers" succeeds when no container is labelled for autostart, and starts those that are', async () => {
+      const shipped = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'examples', '10 SSH shutdown.json'), 'utf8')) as Array<Record<string, any>>;
+      const node = shipped.find((n) => n.type === 'upsorch-ssh' && n.name === 'stop containers')!;
+      const cfg = { preset: node.preset, dockerTimeout: node.dockerTimeout, startup: node.startup, startupCommand: node.startupCommand, waitUp: node.waitUp };
+      try {
+        // The old `docker start $(docker ps -aq …)` failed here: docker start without a name exits 1.
+        peer.setContainers([]);
+        let out = await load(cfg);
+        let report = await request(out, { topic: 'startup' });
+        assert.equal(report.ok, true, JSON.stringify(report));
+        assert.deepEqual(peer.fakeCalls(), ['docker ps -aq --filter label=autostart=true']);
+        await helper.unload();
+        peer.clearLogs();
+        peer.setContainers(['c0ffee0000aa', 'c0ffee0000bb']);
+        out = await load(cfg);
+        report = await request(out, { topic: 'startup' });
+        assert.equal(report.ok, true, JSON.stringify(report));
+        assert.deepEqual(peer.fakeCalls(), ['docker ps -aq --filter label=autostart=true', 'docker start c0ffee0000aa c0ffee0000bb']);
+        // The fake behaves like docker: a start without a name fails.
+        await helper.unload();
+        peer.setContainers([]);
+        out = await load({ ...cfg, startupCommand: 'docker start $(docker ps -aq --filter label=autostart=true)' });
+        report = await request(out, { topic: 'startup' });
+        assert.equal(report.ok, false);
+        assert.match(report.results[0].error, /exit code 1: "docker start" requires at least 1 argument/);
+      } finally {
+        peer.setContainers(null);
+      }
+    });
+
     it('closing the node aborts a running command and closes the connection', async () => {
       const out = await load({ preset: 'custom', command: 'hang 60', timeout: 60 });
       helper.getNode('a1').receive({ topic: 'shutdown' });

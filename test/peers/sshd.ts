@@ -63,9 +63,14 @@ printf '%s\0' "__NAME__ $*" >> '__DIR__/fake.log'
 echo "fake __NAME__: $*"
 `;
 
+// Like the real CLI: \`ps\` lists the containers (docker-ps.txt when a test set it), and
+// start/stop without a container name fail with exit 1.
 const FAKE_DOCKER = String.raw`#!/bin/sh
 printf '%s\0' "docker $*" >> '__DIR__/fake.log'
-case "$1" in ps) printf 'c0ffee000001\nc0ffee000002\n' ;; esac
+case "$1" in
+  ps) if [ -f '__DIR__/docker-ps.txt' ]; then cat '__DIR__/docker-ps.txt'; else printf 'c0ffee000001\nc0ffee000002\n'; fi ;;
+  start|stop) if [ $# -lt 2 ]; then echo "\"docker $1\" requires at least 1 argument." >&2; exit 1; fi ;;
+esac
 `;
 
 const FAKE_SUDO = String.raw`#!/bin/sh
@@ -299,6 +304,13 @@ export class SshdPeer {
   /** Calls of the fake tools: "poweroff", "docker stop -t 30 c0ffee000001 c0ffee000002", … */
   fakeCalls(): string[] {
     return this.records('fake.log');
+  }
+
+  /** What the fake \`docker ps\` lists from now on; null for the default two containers. */
+  setContainers(ids: string[] | null): void {
+    const f = path.join(this.dir, 'docker-ps.txt');
+    if (ids === null) fs.rmSync(f, { force: true });
+    else fs.writeFileSync(f, ids.map((i) => i + '\n').join(''));
   }
 
   clearLogs(): void {
