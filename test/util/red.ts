@@ -59,7 +59,16 @@ export class Collector {
 /** Status calls of a node, as Node-RED recorded them. */
 export function statuses(nodeId: string): Array<{ fill?: string; shape?: string; text?: string }> {
   const n = helper.getNode(nodeId);
-  return n.status.getCalls ? n.status.getCalls().map((c: any) => c.args[0]) : [];
+  return callsOf(n, 'status').map((c: any) => c.args[0]);
+}
+
+/**
+ * The test helper spies on Node.prototype, so a spy's calls are every node's: keep this node's own,
+ * or a wait for one node's status could be satisfied by another's.
+ */
+function callsOf(n: any, method: 'status' | 'error' | 'warn'): any[] {
+  const spy = n?.[method];
+  return spy?.getCalls ? spy.getCalls().filter((c: any) => c.thisValue === n) : [];
 }
 
 /** Wait until a node's latest status matches. */
@@ -77,7 +86,7 @@ export async function waitForStatus(nodeId: string, pred: (s: { fill?: string; s
 /** Errors a node reported (node.error / done(err)). */
 export function errorsOf(nodeId: string): string[] {
   const n = helper.getNode(nodeId);
-  return n.error.getCalls ? n.error.getCalls().map((c: any) => String(c.args[0]?.message ?? c.args[0])) : [];
+  return callsOf(n, 'error').map((c: any) => String(c.args[0]?.message ?? c.args[0]));
 }
 
 export function sleep(ms: number): Promise<void> {
