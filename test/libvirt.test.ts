@@ -167,7 +167,7 @@ describe('libvirt action with a real libvirtd (test driver) over a real SSH serv
       const r = byTarget(report);
       for (const n of [a, b]) {
         assert.equal(r[n].method, 'graceful');
-        assert.match(r[n].detail, /^started \(after waiting [0-9.]+ s for kvm1 to come back\)$/);
+        assert.match(r[n].detail ?? "", /^started \(after waiting [0-9.]+ s for kvm1 to come back\)$/);
         assert.equal(await lv.state(n), 'running');
       }
       await waitForStatus('l1', (s) => s.fill === 'green');
