@@ -4,21 +4,19 @@
  */
 import { HttpRequest, HttpResponse, NodeAPI, UNCHANGED_PASSWORD, errorText, rememberEndpoint, storedCredentials } from './red';
 import { ProxmoxConnectionNode } from './hypervisor-types';
-import { ProxmoxCredentials, parseProxmoxConnection, proxmoxSettings, testProxmox } from '../lib/proxmox/config';
+import { PROXMOX_ENDPOINT_KEYS, ProxmoxCredentials, parseProxmoxConnection, proxmoxEndpoint, proxmoxSettings, testProxmox } from '../lib/proxmox/config';
 import { ProxmoxClient } from '../lib/proxmox/client';
-
-/** Where the stored token secret is sent, and for which token: a Test connection elsewhere must bring its own. */
-const ENDPOINT_KEYS = ['host', 'port', 'tokenId'] as const;
 
 export = function register(RED: NodeAPI): void {
   function ProxmoxConnection(this: ProxmoxConnectionNode, raw: Record<string, unknown>): void {
     RED.nodes.createNode(this, raw);
     const node = this;
-    rememberEndpoint(node, raw, ENDPOINT_KEYS);
     let client: ProxmoxClient | null = null;
     const users = new Set<string>();
     try {
       node.config = parseProxmoxConnection(raw);
+      // The parsed config, TLS checks included: a Test connection gets the stored secret only for this peer, checked this way.
+      rememberEndpoint(node, proxmoxEndpoint(node.config), PROXMOX_ENDPOINT_KEYS);
     } catch (err) {
       node.configError = errorText(err);
       node.error(node.configError);
@@ -60,7 +58,7 @@ export = function register(RED: NodeAPI): void {
 async function test(RED: NodeAPI, body: Record<string, unknown>) {
   try {
     const config = parseProxmoxConnection(body);
-    const stored = storedCredentials(RED, body, 'upsorch-proxmox', ENDPOINT_KEYS);
+    const stored = storedCredentials(RED, { id: body.id, ...proxmoxEndpoint(config) }, 'upsorch-proxmox', PROXMOX_ENDPOINT_KEYS);
     const secret = typeof body.secret === 'string' && body.secret !== UNCHANGED_PASSWORD && body.secret ? body.secret : stored.secret;
     return await testProxmox(proxmoxSettings(config, { secret }), config.timeout * 1000 * 4 + 5000);
   } catch (err) {

@@ -5,21 +5,19 @@
  */
 import { HttpRequest, HttpResponse, NodeAPI, UNCHANGED_PASSWORD, errorText, rememberEndpoint, storedCredentials } from './red';
 import { VsphereConnectionNode } from './hypervisor-types';
-import { VsphereCredentials, parseVsphereConnection, testVsphere, vsphereSettings } from '../lib/vsphere/config';
+import { VSPHERE_ENDPOINT_KEYS, VsphereCredentials, parseVsphereConnection, testVsphere, vsphereEndpoint, vsphereSettings } from '../lib/vsphere/config';
 import { VsphereSession } from '../lib/vsphere/session';
-
-/** Where the stored password is sent: a Test connection elsewhere must bring its own. */
-const ENDPOINT_KEYS = ['url'] as const;
 
 export = function register(RED: NodeAPI): void {
   function VsphereConnection(this: VsphereConnectionNode, raw: Record<string, unknown>): void {
     RED.nodes.createNode(this, raw);
     const node = this;
-    rememberEndpoint(node, raw, ENDPOINT_KEYS);
     let session: VsphereSession | null = null;
     const users = new Set<string>();
     try {
       node.config = parseVsphereConnection(raw);
+      // The parsed config, TLS checks included: a Test connection gets the stored password only for this peer, checked this way.
+      rememberEndpoint(node, vsphereEndpoint(node.config), VSPHERE_ENDPOINT_KEYS);
     } catch (err) {
       node.configError = errorText(err);
       node.error(node.configError);
@@ -63,7 +61,7 @@ export = function register(RED: NodeAPI): void {
 async function test(RED: NodeAPI, body: Record<string, unknown>) {
   try {
     const config = parseVsphereConnection(body);
-    const stored = storedCredentials(RED, body, 'upsorch-vsphere', ENDPOINT_KEYS);
+    const stored = storedCredentials(RED, { id: body.id, ...vsphereEndpoint(config) }, 'upsorch-vsphere', VSPHERE_ENDPOINT_KEYS);
     const username = typeof body.username === 'string' && body.username ? body.username : stored.username;
     // The stored password belongs to the stored user at the deployed address, nobody else.
     const typed = typeof body.password === 'string' && body.password !== UNCHANGED_PASSWORD ? body.password : undefined;

@@ -347,6 +347,19 @@ describe('Proxmox VE actions against the schema-checked fake API', function () {
       const otherToken = await helper.request().post('/upsorch-proxmox/test').send({ id: 'pve', host: '127.0.0.1', port: fake.port, tokenId: READONLY.id, tlsFingerprint: fake.fingerprint, timeout: 5, secret: '__PWRD__' }).expect(200);
       assert.equal(otherToken.body.ok, false, JSON.stringify(otherToken.body));
       assert.equal(otherToken.body.message, 'the Proxmox connection has no API token secret');
+
+      // Same host and port with the certificate checks switched off (or another pin): whoever
+      // answers at that name could be someone else, so the stored secret is not sent.
+      const before = fake.requests.length;
+      for (const tls of [{ tlsVerify: false, tlsFingerprint: '' }, { tlsVerify: false }, { tlsVerify: true, tlsFingerprint: 'AB'.repeat(32) }]) {
+        const off = await helper.request().post('/upsorch-proxmox/test').send({ id: 'pve', host: '127.0.0.1', port: fake.port, tokenId: TOKEN.id, timeout: 5, secret: '__PWRD__', ...tls }).expect(200);
+        assert.equal(off.body.ok, false, `${JSON.stringify(tls)}: ${JSON.stringify(off.body)}`);
+        assert.equal(off.body.message, 'the Proxmox connection has no API token secret');
+      }
+      assert.deepEqual(fake.requests.slice(before), [], 'not a request reached the server');
+      // The same peer and checks, written differently (host case, pin in lower case with colons), is the deployed one.
+      const sameSpelledOtherwise = await helper.request().post('/upsorch-proxmox/test').send({ id: 'pve', host: '127.0.0.1', port: String(fake.port), tokenId: TOKEN.id, tlsVerify: 'true', tlsFingerprint: fake.fingerprint.toLowerCase().match(/../g)!.join(':'), timeout: 5, secret: '__PWRD__' }).expect(200);
+      assert.equal(sameSpelledOtherwise.body.ok, true, JSON.stringify(sameSpelledOtherwise.body));
       const g = await helper.request().post('/upsorch-proxmox-action/targets').send({ connection: 'pve', kind: 'guest' }).expect(200);
       assert.deepEqual(g.body.targets.map((x: any) => x.name), ['web', 'dns', 'legacy', 'ha-db', 'backup', 'win']);
       const n = await helper.request().post('/upsorch-proxmox-action/targets').send({ connection: 'pve', kind: 'node' }).expect(200);

@@ -544,6 +544,18 @@ describe('vSphere actions against vcsim (VMware vCenter / ESXi simulator)', func
       assert.equal(otherUser.body.ok, false);
       assert.match(otherUser.body.message, /refused the login of "root"/);
 
+      // Same address with the certificate checks switched off (or another pin): whoever answers at
+      // that name could be someone else, so the stored password is not sent. vcsim would have
+      // accepted it, so a login refused proves none was sent.
+      for (const tls of [{ tlsVerify: false, tlsFingerprint: '' }, { tlsVerify: false }, { tlsVerify: true, tlsFingerprint: 'AB'.repeat(32) }]) {
+        const off: { body: { ok: boolean; message: string } } = await helper.request().post('/upsorch-vsphere/test').send({ id: 'vc', url: peer.url, timeout: 5, username: 'admin', password: '__PWRD__', ...tls }).expect(200);
+        assert.equal(off.body.ok, false, `${JSON.stringify(tls)}: ${JSON.stringify(off.body)}`);
+        if (tls.tlsVerify === false) assert.match(off.body.message, /refused the login of "admin"/);
+      }
+      // The same peer and checks, written differently (no scheme, default path, pin in lower case with colons), is the deployed one.
+      const sameSpelledOtherwise = await helper.request().post('/upsorch-vsphere/test').send({ id: 'vc', url: peer.url.replace(/^https:\/\//, '').replace(/\/sdk$/, ''), tlsVerify: 'true', tlsFingerprint: fp.toLowerCase().match(/../g)!.join(':'), timeout: 5, username: 'admin', password: '__PWRD__' }).expect(200);
+      assert.equal(sameSpelledOtherwise.body.ok, true, JSON.stringify(sameSpelledOtherwise.body));
+
       const l = await helper.request().post('/upsorch-vsphere-action/targets').send({ connection: 'vc', kind: 'vm' }).expect(200);
       assert.equal(l.body.ok, true, JSON.stringify(l.body));
       assert.deepEqual(l.body.targets.map((x: any) => x.name), ['db-1', 'hang-legacy', 'notools-app', 'web-1']);

@@ -57,6 +57,18 @@ export function parseProxmoxConnection(raw: unknown): ProxmoxConnectionConfig {
   return r.data;
 }
 
+/**
+ * What a Test connection must match to be given the stored token secret: the peer, the token, and
+ * how the peer is checked. A dialog that switches certificate checks off, or pins another
+ * certificate, at the same address may be talking to someone else; it must bring its own secret.
+ */
+export const PROXMOX_ENDPOINT_KEYS = ['host', 'port', 'tokenId', 'tlsVerify', 'tlsFingerprint'] as const;
+
+/** Those fields normalised (host case and IPv6 brackets, fingerprint spelling). */
+export function proxmoxEndpoint(c: ProxmoxConnectionConfig): Record<(typeof PROXMOX_ENDPOINT_KEYS)[number], unknown> {
+  return { host: c.host.replace(/^\[|\]$/g, '').toLowerCase(), port: c.port, tokenId: c.tokenId, tlsVerify: c.tlsVerify, tlsFingerprint: normaliseFingerprint(c.tlsFingerprint) ?? '' };
+}
+
 export function proxmoxSettings(c: ProxmoxConnectionConfig, creds: ProxmoxCredentials): ProxmoxSettings {
   if (!creds.secret) throw new Error('the Proxmox connection has no API token secret');
   return {

@@ -63,6 +63,19 @@ export function parseVsphereConnection(raw: unknown): VsphereConnectionConfig {
   return r.data;
 }
 
+/**
+ * What a Test connection must match to be given the stored password: the peer and how it is
+ * checked. A dialog that switches certificate checks off, or pins another certificate, at the same
+ * address may be talking to someone else; it must bring its own password.
+ */
+export const VSPHERE_ENDPOINT_KEYS = ['url', 'tlsVerify', 'tlsFingerprint'] as const;
+
+/** Those fields normalised (`vc.lab`, `https://VC.lab/sdk` and `vc.lab:443` are the same peer). */
+export function vsphereEndpoint(c: VsphereConnectionConfig): Record<(typeof VSPHERE_ENDPOINT_KEYS)[number], unknown> {
+  const e = parseEndpoint(c.url);
+  return { url: `${e.host.toLowerCase()}|${e.port}|${e.path}`, tlsVerify: c.tlsVerify, tlsFingerprint: normaliseFingerprint(c.tlsFingerprint) ?? '' };
+}
+
 export function vsphereSettings(c: VsphereConnectionConfig, creds: VsphereCredentials): VsphereSettings {
   if (!creds.username) throw new Error('the vSphere connection has no username');
   return {
