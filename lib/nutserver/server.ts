@@ -16,7 +16,7 @@
  * - a stale or lost source gives ERR DATA-STALE (upsd: DATA-STALE or DRIVER-NOT-CONNECTED);
  * - FSD survives a Node-RED restart when a store is given (upsd forgets it): a shutdown cut short
  *   by a Node-RED restart must still reach the NAS boxes that have not shut down yet. A restart of
- *   the machine drops it, as upsd's does: the UPS went off last, the outage is over.
+ *   the machine drops it, as upsd does: the UPS went off last, the outage is over.
  */
 import * as net from 'node:net';
 import { randomUUID } from 'node:crypto';
