@@ -11,6 +11,7 @@ import { UpsState } from '../lib/ups/state';
 import { EventTracker, UpsEvent } from '../lib/ups/events';
 import { DiscoveryContext, UPS_ENTITIES, packageOrigin, upsDeviceBlock, upsDeviceId, upsDiscovery, upsStatePayload, upsStateTopic } from '../lib/mqtt/discovery';
 import { DiscoveryPublisher, sweepUnknownPublishers } from '../lib/mqtt/publisher';
+import { numberField } from '../lib/ups/config';
 import { CommandReport, PlanControl, PlanHandle, planDeviceId, planTopic } from '../lib/mqtt/plan';
 import { parseInput } from '../lib/mqtt/ups-input';
 import { slug } from '../lib/mqtt/topics';
@@ -30,11 +31,19 @@ const PublishConfig = z
     plan1: ref,
     plan2: ref,
     haEvents: z.preprocess((v) => v !== false && v !== 'false', z.boolean()).default(true),
+    /** Days without a state after which a UPS of unknown origin leaves Home Assistant; 0 = never. */
+    forgetAfter: numberField(0, 3650, 7, 'remove UPSes without a state after (days)'),
   })
   .refine((c) => c.broker || c.haServer, 'choose an MQTT broker (for Home Assistant discovery) and/or a Home Assistant server (for events)');
 
 /** How long deleting the node may spend removing its entities (Node-RED allows 15 s for close). */
 const REMOVE_TIMEOUT_MS = 5000;
+const DAY_MS = 24 * 3600_000;
+
+const daysAgo = (ms: number): string => {
+  const d = ms / DAY_MS;
+  return d >= 1 ? `${Math.round(d * 10) / 10} day${d >= 1.05 ? 's' : ''}` : `${Math.max(1, Math.round(ms / 60_000))} min`;
+};
 
 export = function register(RED: NodeAPI): void {
   function PublishStateNode(this: Node, raw: Record<string, unknown>): void {
@@ -62,7 +71,14 @@ export = function register(RED: NodeAPI): void {
     const ctx: DiscoveryContext | null = broker
       ? { baseTopic: broker.settings.baseTopic, discoveryPrefix: broker.settings.discoveryPrefix, availabilityTopic: broker.availabilityTopic, origin: packageOrigin() }
       : null;
-    const publisher = broker && ctx ? new DiscoveryPublisher(broker, ctx, { publisherId: node.id, warn: (t) => node.warn(t) }) : null;
+    const forgetAfterMs = (cfg?.forgetAfter ?? 7) * DAY_MS;
+    // A UPS of unknown origin left Home Assistant for want of states (lib/mqtt/publisher.ts).
+    const forgotten = (id: string, name: string | undefined, lastStateAt: number) => {
+      forgetLocal(id);
+      node.log(`removed UPS "${name ?? id}" from Home Assistant: no state for ${daysAgo(Date.now() - lastStateAt)}`);
+      showStatus();
+    };
+    const publisher = broker && ctx ? new DiscoveryPublisher(broker, ctx, { publisherId: node.id, warn: (t) => node.warn(t), forgetAfterMs, forgotten }) : null;
 
     // ---- status: MQTT and HA connection, what is published
     let mqttStatus = broker?.status ?? null;
@@ -118,6 +134,11 @@ export = function register(RED: NodeAPI): void {
     /** Devices that arrived as messages (removed when their UPS in node is deleted). */
     const fromMsg = new Set<string>();
     let expected = new Set<string>();
+    const forgetLocal = (id: string) => {
+      fromMsg.delete(id);
+      upsStates.delete(id);
+      shapes.delete(id);
+    };
 
     const publishUps = (s: UpsState) => {
       if (!ctx || !publisher) return;
@@ -127,7 +148,7 @@ export = function register(RED: NodeAPI): void {
       const shape = JSON.stringify([upsDeviceBlock(ctx, s), UPS_ENTITIES.map((d) => (d.whenPresent ? s[d.whenPresent] !== null : true))]);
       if (shape !== shapes.get(id) || !publisher.hasDevice(id)) {
         shapes.set(id, shape);
-        publisher.setDevice(id, (seen) => upsDiscovery(ctx, upsStates.get(id) ?? s, seen), upsStateTopic(ctx, s.ups), upsStatePayload(s));
+        publisher.setDevice(id, (seen) => upsDiscovery(ctx, upsStates.get(id) ?? s, seen), upsStateTopic(ctx, s.ups), upsStatePayload(s), s.ups);
       } else {
         publisher.setState(id, upsStatePayload(s));
       }
@@ -208,6 +229,12 @@ export = function register(RED: NodeAPI): void {
     if (working) {
       if (broker && publisher) {
         publisher.start();
+        if (forgetAfterMs > 0) {
+          // A quarter of the grace period, at most hourly: a removal is at most that late.
+          const every = Math.max(1000, Math.min(3600_000, forgetAfterMs / 4));
+          const timer = setInterval(() => publisher.checkStale(), every);
+          stops.push(() => clearInterval(timer));
+        }
         let lastWarned = '';
         const user = {
           status: (s: typeof mqttStatus) => {
@@ -325,11 +352,11 @@ export = function register(RED: NodeAPI): void {
       sweep();
       const { ids: next, wired } = computeExpected();
       checkNames(wired);
+      // A UPS that came as messages from a wired UPS in node that was deleted or unwired goes now;
+      // one of unknown origin stays (it goes after the grace period without a state, or on 'forget').
       for (const id of [...fromMsg]) {
         if (expected.has(id) && !next.has(id)) {
-          fromMsg.delete(id);
-          upsStates.delete(id);
-          shapes.delete(id);
+          forgetLocal(id);
           publisher.removeDevice(id);
         }
       }
@@ -342,6 +369,10 @@ export = function register(RED: NodeAPI): void {
     node.on('input', (msg, send, done) => {
       if (!working) {
         done(new Error(`this node is not working: ${problems[0] ?? 'invalid configuration'}`));
+        return;
+      }
+      if (msg.topic === 'forget') {
+        forget(msg.payload, done);
         return;
       }
       const input = parseInput(msg.payload);
@@ -367,6 +398,23 @@ export = function register(RED: NodeAPI): void {
       }
       upsEvent(input.event).then(() => done(), (err) => done(err instanceof Error ? err : new Error(errorText(err))));
     });
+
+    /** msg.topic `forget`: remove a UPS of unknown origin from Home Assistant now. */
+    function forget(payload: unknown, done: (err?: Error) => void): void {
+      const name = typeof payload === 'string' ? payload.trim() : payload && typeof payload === 'object' && typeof (payload as { ups?: unknown }).ups === 'string' ? ((payload as { ups: string }).ups).trim() : '';
+      if (!name) return done(new Error('forget: msg.payload must be the name of the UPS to remove from Home Assistant'));
+      if (!ctx || !publisher) return done(new Error('forget: this node publishes no Home Assistant devices (no MQTT broker chosen)'));
+      const id = upsDeviceId(ctx, name);
+      if (expected.has(id)) {
+        return done(new Error(`forget: "${name}" comes from this node's UPS list or a wired UPS in node and would come back at once; remove it there and deploy`));
+      }
+      if (publisher.knows(id) === false) return done(new Error(`forget: this node has no UPS called "${name}" in Home Assistant`));
+      forgetLocal(id);
+      publisher.removeDevice(id);
+      node.log(`removed UPS "${name}" from Home Assistant (forget); a new state for it adds it again`);
+      showStatus();
+      done();
+    }
 
     node.on('close', (removed, done) => {
       RED.events.removeListener('flows:started', onFlowsStarted);

@@ -97,13 +97,16 @@ async function waitForTopics(o: MqttObserver, topics: string[], ms = 8000): Prom
   }
 }
 
+/** The topics a retained index lists (without its device records, `$devices`). */
+const indexTopics = (json: string): string[] => Object.keys(JSON.parse(json)).filter((k) => k !== '$devices');
+
 /** Wait until the publisher's retained index lists `n` topics (the sync is complete). */
 async function waitForIndex(port: number, pred: (topics: string[]) => boolean, ms = 8000): Promise<string[]> {
   const deadline = Date.now() + ms;
   for (;;) {
     const r = await MqttObserver.retained(port, ['ups-orchestrator/publisher/+/index']);
     const idx = [...r.values()][0];
-    const topics = idx ? Object.keys(JSON.parse(idx)) : [];
+    const topics = idx ? indexTopics(idx) : [];
     if (pred(topics)) return topics;
     if (Date.now() > deadline) throw new Error(`timed out waiting for the publisher index; it lists ${topics.join(', ')}`);
     await sleep(100);
@@ -285,7 +288,7 @@ describe('publish state: Home Assistant MQTT discovery with a real Mosquitto bro
     await helper.load(haMqttNodes, flow);
     const indexes = async () => MqttObserver.retained(peer.port, ['ups-orchestrator/publisher/+/index']);
     const deadline = Date.now() + 8000;
-    while ([...(await indexes()).values()].filter((v) => Object.keys(JSON.parse(v)).length === 13).length < 2) {
+    while ([...(await indexes()).values()].filter((v) => indexTopics(v).length === 13).length < 2) {
       if (Date.now() > deadline) throw new Error('timed out waiting for both publishers');
     }
     // not ours to touch: another base topic's publisher, and a discovery config no index lists
@@ -417,5 +420,145 @@ describe('publish state: broker with passwords (real Mosquitto)', function () {
     send('pub', { payload: { ups: 'x' } });
     await sleep(200);
     assert.ok(errs.some((e) => /not working/.test(e)), errs.join(' | '));
+  });
+});
+
+// Node-RED's own inject and function nodes: a UPS state that comes from neither a UPS in node nor
+// this node's UPS list (an MQTT in node, a function building it from another integration …).
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const injectNode = require('@node-red/nodes/core/common/20-inject.js');
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const functionNode = require('@node-red/nodes/core/function/10-function.js');
+const coreAndOurs = [...haMqttNodes, injectNode, functionNode];
+
+const GARAGE = 'upsorch_ups_orchestrator_ups_garage_ups';
+const garageTopic = (component: string, key: string) => `homeassistant/${component}/${GARAGE}_${key}/config`;
+/** A state with charge and load only: 7 entities. */
+const GARAGE_CONFIG_TOPICS = [
+  garageTopic('sensor', 'status'), garageTopic('sensor', 'battery_charge'), garageTopic('sensor', 'load'),
+  garageTopic('binary_sensor', 'on_battery'), garageTopic('binary_sensor', 'low_battery'), garageTopic('binary_sensor', 'comm_problem'), garageTopic('binary_sensor', 'replace_battery'),
+].sort();
+const GARAGE_STATE_TOPIC = 'ups-orchestrator/ups/garage_ups/state';
+const garageState = {
+  ups: 'Garage UPS', source: 'nut', flags: ['OL'], comm: 'ok', online: true, onBattery: false, charge: 90, runtime: null, load: 20,
+  inputVoltage: null, outputVoltage: null, realPower: null, temperature: null,
+};
+
+/** inject → function (sets the readings it got from elsewhere) → publish state. */
+function unknownOriginFlow(port: number, over: Record<string, unknown> = {}): Record<string, unknown>[] {
+  return [
+    brokerConfig(port),
+    { id: 'inj', type: 'inject', name: '', props: [{ p: 'payload' }], payload: JSON.stringify(garageState), payloadType: 'json', repeat: '', crontab: '', once: false, onceDelay: 0.1, topic: '', wires: [['fn']] },
+    { id: 'fn', type: 'function', name: '', func: 'msg.payload.ts = Date.now();\nreturn msg;', outputs: 1, timeout: 0, noerr: 0, initialize: '', finalize: '', libs: [], wires: [['pub']] },
+    ...publishNode(over),
+  ];
+}
+
+/** Configs Home Assistant was told to delete (an empty retained config), seen live since `from`. */
+const removals = (o: MqttObserver, from: number) => o.find((s) => !s.retain && s.payload === '' && s.topic.startsWith('homeassistant/'), from).map((s) => s.topic);
+
+describe('publish state: UPS states of unknown origin (inject / function / MQTT in) over a real Mosquitto broker', function () {
+  this.timeout(60000);
+  let peer: MosquittoPeer;
+  let observer: MqttObserver | undefined;
+
+  beforeEach(async () => {
+    peer = await MosquittoPeer.start();
+  });
+  afterEach(async () => {
+    await helper.unload();
+    await observer?.close();
+    observer = undefined;
+    await peer.dispose();
+  });
+
+  it('its entities survive a restart of Node-RED (no empty config); deleting the publish node removes them', async () => {
+    const flow = unknownOriginFlow(peer.port);
+    await helper.load(coreAndOurs, flow);
+    await ownStatus('pub', (x) => x.fill === 'green', 8000);
+    send('inj', {});
+    await waitForIndex(peer.port, (t) => t.length === 8);
+    observer = await MqttObserver.connect(peer.port, ['homeassistant/#', 'ups-orchestrator/#']);
+    await sleep(300);
+    let from = observer.seen.length;
+
+    // Node-RED restarts; nothing sends a Garage UPS state for a while
+    await helper.unload();
+    await helper.load(coreAndOurs, flow);
+    await ownStatus('pub', (x) => x.fill === 'green', 8000);
+    // the restarted publisher has read its index back and acted on it (a removal would be out by now)
+    await sleep(2500);
+    assert.deepEqual(removals(observer, from), [], 'no entity of Garage UPS was removed');
+    let retained = await MqttObserver.retained(peer.port, ['homeassistant/#', GARAGE_STATE_TOPIC]);
+    assert.deepEqual([...retained.keys()].filter((t) => t.startsWith('homeassistant/')).sort(), GARAGE_CONFIG_TOPICS, 'Home Assistant keeps every entity');
+    assert.equal(JSON.parse(retained.get(GARAGE_STATE_TOPIC)!).battery_charge, 90, 'and the last state');
+
+    // the next state updates the same entities: no config is published again
+    send('inj', {});
+    await observer.waitFor((s) => s.topic === GARAGE_STATE_TOPIC && !s.retain, 5000, from, 'the next state');
+    await sleep(500);
+    assert.deepEqual(observer.find((s) => !s.retain && s.topic.startsWith('homeassistant/'), from).map((s) => s.topic), [], 'no config re-published');
+
+    // the publish node is deleted, with the inject and function nodes in front of it
+    from = observer.seen.length;
+    await helper.setFlows(flow.filter((n) => n.id === 'broker'), 'nodes');
+    await observer.waitFor(() => removals(observer!, from).length >= 7, 8000, from, 'empty configs for Garage UPS');
+    assert.deepEqual(removals(observer, from).sort(), GARAGE_CONFIG_TOPICS);
+    retained = await MqttObserver.retained(peer.port, ['homeassistant/#', 'ups-orchestrator/#']);
+    assert.deepEqual([...retained.keys()].filter((t) => t !== 'ups-orchestrator/status'), [], 'nothing of ours is left on the broker');
+  });
+
+  it("msg.topic 'forget' removes such a UPS at once, also after a restart; a UPS this node knows where from is refused", async () => {
+    const listed = deviceConfig('dev', { name: 'Rack UPS', source: 'sim' });
+    const flow = [...unknownOriginFlow(peer.port, { ups1: 'dev' }), listed];
+    await helper.load(coreAndOurs, flow);
+    await ownStatus('pub', (x) => x.fill === 'green', 8000);
+    send('inj', {});
+    await waitForIndex(peer.port, (t) => t.length === 8 + 13);
+    await helper.unload();
+    await helper.load(coreAndOurs, flow);
+    await ownStatus('pub', (x) => x.fill === 'green', 8000);
+    observer = await MqttObserver.connect(peer.port, ['homeassistant/#', 'ups-orchestrator/#']);
+    await sleep(300);
+    const from = observer.seen.length;
+    const n = helper.getNode('pub');
+    const errors: string[] = [];
+    n.on('call:error', (call: any) => errors.push(String(call.args[0]?.message ?? call.args[0])));
+
+    send('pub', { topic: 'forget', payload: 'Garage UPS' });
+    await observer.waitFor(() => removals(observer!, from).length >= 7, 8000, from, 'empty configs for Garage UPS');
+    assert.deepEqual(removals(observer, from).sort(), GARAGE_CONFIG_TOPICS);
+    const topics = await waitForIndex(peer.port, (t) => t.length === 13);
+    assert.ok(topics.every((t) => t.includes('rack_ups')), 'Rack UPS (from the UPS list) stays');
+    const retained = await MqttObserver.retained(peer.port, ['homeassistant/#', 'ups-orchestrator/ups/#']);
+    assert.deepEqual([...retained.keys()].filter((t) => t.includes('garage_ups')), [], 'neither config nor state of Garage UPS is left');
+    assert.ok(n.log.getCalls().some((c: any) => /removed UPS "Garage UPS" from Home Assistant \(forget\)/.test(String(c.args[0]))));
+
+    send('pub', { topic: 'forget', payload: 'Rack UPS' });
+    send('pub', { topic: 'forget', payload: 'Attic UPS' });
+    send('pub', { topic: 'forget', payload: '' });
+    await sleep(300);
+    assert.deepEqual(errors, [
+      'forget: "Rack UPS" comes from this node\'s UPS list or a wired UPS in node and would come back at once; remove it there and deploy',
+      'forget: this node has no UPS called "Attic UPS" in Home Assistant',
+      'forget: msg.payload must be the name of the UPS to remove from Home Assistant',
+    ]);
+    assert.equal(removals(observer, from).filter((t) => t.includes('rack_ups')).length, 0);
+  });
+
+  it('such a UPS leaves Home Assistant after the grace period without a state (here 2 s), and the log says why', async () => {
+    await helper.load(coreAndOurs, unknownOriginFlow(peer.port, { forgetAfter: 2 / 86400 }));
+    await ownStatus('pub', (x) => x.fill === 'green', 8000);
+    observer = await MqttObserver.connect(peer.port, ['homeassistant/#']);
+    send('inj', {});
+    await waitForIndex(peer.port, (t) => t.length === 8);
+    const sent = Date.now();
+    await observer.waitFor(() => removals(observer!, 0).length >= 7, 10000, 0, 'the entities removed after the grace period');
+    assert.ok(Date.now() - sent >= 1500, `removed ${Date.now() - sent} ms after its last state, before the grace period ran out`);
+    assert.deepEqual(removals(observer, 0).sort(), GARAGE_CONFIG_TOPICS);
+    await waitForIndex(peer.port, (t) => t.length === 0);
+    const n = helper.getNode('pub');
+    assert.ok(n.log.getCalls().some((c: any) => /^removed UPS "Garage UPS" from Home Assistant: no state for \d+ min$/.test(String(c.args[0]))), n.log.getCalls().map((c: any) => c.args[0]).join(' | '));
+    await ownStatus('pub', (x) => /^0 UPS/.test(x.text ?? ''));
   });
 });

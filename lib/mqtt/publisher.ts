@@ -8,9 +8,17 @@
  * - device states are retained and published when they change.
  *
  * What is on the broker is recorded in a retained index topic of this publisher
- * (`<base>/publisher/<id>/index`: config topic → hash and device). It is read back after every
- * connect, so removal and "no duplicate configs" work after a restart of Node-RED, and a broker that
- * lost its retained messages (restarted without persistence) gets everything again.
+ * (`<base>/publisher/<id>/index`: config topic → hash and device, and under `$devices` where each
+ * device came from and when it last had a state). It is read back after every connect, so removal
+ * and "no duplicate configs" work after a restart of Node-RED, and a broker that lost its retained
+ * messages (restarted without persistence) gets everything again.
+ *
+ * When a device that is not live is removed: a device of a known origin (the node's UPS list, a
+ * wired UPS in node, a plan) as soon as the owner no longer expects it, since its origin was
+ * deleted; a device of unknown origin (states from an MQTT in or a function node) only after
+ * `forgetAfterMs` without a state, or when told to: nothing tells us its source is gone, and
+ * removing it on every restart would make Home Assistant drop its registry entries (renames,
+ * areas, dashboard cards).
  */
 import { createHash } from 'node:crypto';
 import { MessageHandler, PublishOptions } from './broker';
@@ -24,6 +32,22 @@ export interface PublisherBroker {
   subscribe(filter: string, handler: MessageHandler): () => void;
   subscribeAcked(filter: string, handler: MessageHandler): Promise<() => void>;
 }
+
+/** Key of the device records in the index (never a topic: we publish nothing under `$`). */
+export const DEVICES_KEY = '$devices';
+
+/** Per device, in the index. */
+export interface DeviceMeta {
+  /** Origin: `node` = the owner expects it (UPS list, wired UPS in, plan); `msg` = unknown. */
+  o: 'node' | 'msg';
+  /** Last state seen (epoch ms); refreshed in the index at most every STATE_SEEN_REFRESH_MS. */
+  s: number;
+  /** Its name, for the log. */
+  n?: string;
+}
+
+/** How stale the last-state time in the index may get (one index publish an hour at most). */
+const STATE_SEEN_REFRESH_MS = 3600_000;
 
 interface IndexEntry {
   /** Hash of the retained payload; `state` for a state topic. */
@@ -52,7 +76,15 @@ export interface PublisherOptions {
   indexWaitMs?: number;
   /** Problems worth telling the user (publish failures). */
   warn?(text: string): void;
+  /** Devices of unknown origin are removed after this long without a state (ms); 0 = never. Default 7 days. */
+  forgetAfterMs?: number;
+  /** A device of unknown origin was removed for want of states (live: it had reported in this session). */
+  forgotten?(id: string, name: string | undefined, lastStateAt: number, live: boolean): void;
+  /** The clock (tests). */
+  now?(): number;
 }
+
+export const DEFAULT_FORGET_AFTER_MS = 7 * 24 * 3600_000;
 
 const STATE = 'state';
 
@@ -129,6 +161,11 @@ export class DiscoveryPublisher {
   private published = new Map<string, IndexEntry>();
   private indexLoaded = false;
   private readonly devices = new Map<string, DeviceRecord>();
+  /** Origin and last state of every device we have or had entities of (persisted in the index). */
+  private meta = new Map<string, DeviceMeta>();
+  /** When each live device last had a state in this session. */
+  private readonly lastState = new Map<string, number>();
+  private readonly names = new Map<string, string>();
   /** Devices allowed to keep their entities while they have not reported yet; null = unknown, remove nothing. */
   private expected: Set<string> | null = null;
   private readonly removed = new Set<string>();
@@ -180,8 +217,10 @@ export class DiscoveryPublisher {
    * Set a device's configs and current state. Configs are published when they differ from what is
    * retained; the state when it differs from what was last published.
    */
-  setDevice(id: string, build: ConfigBuilder, stateTopic: string | null, state: Record<string, unknown> | null): void {
+  setDevice(id: string, build: ConfigBuilder, stateTopic: string | null, state: Record<string, unknown> | null, name?: string): void {
     this.removed.delete(id);
+    if (name) this.names.set(id, name);
+    if (state) this.lastState.set(id, this.now());
     const prev = this.devices.get(id);
     this.devices.set(id, {
       build,
@@ -196,12 +235,33 @@ export class DiscoveryPublisher {
   setState(id: string, state: Record<string, unknown>): void {
     const d = this.devices.get(id);
     if (!d) return;
+    this.lastState.set(id, this.now());
     d.statePayload = JSON.stringify(state);
     if (d.statePayload !== d.statePublished) this.sync();
   }
 
   hasDevice(id: string): boolean {
     return this.devices.has(id);
+  }
+
+  /** Whether this publisher has or had entities of a device; null while its index is not read yet. */
+  knows(id: string): boolean | null {
+    if (this.devices.has(id) || this.meta.has(id)) return true;
+    for (const e of this.published.values()) if (e.d === id) return true;
+    return this.indexLoaded ? false : null;
+  }
+
+  private now(): number {
+    return this.opts.now?.() ?? Date.now();
+  }
+
+  private get forgetAfterMs(): number {
+    return this.opts.forgetAfterMs ?? DEFAULT_FORGET_AFTER_MS;
+  }
+
+  /** Look for devices of unknown origin whose grace period ran out (call now and then). */
+  checkStale(): void {
+    this.sync();
   }
 
   /** Config topics of a device retained on the broker (so entities are never dropped and re-created). */
@@ -223,6 +283,7 @@ export class DiscoveryPublisher {
   /** Remove one device's entities and state now. */
   removeDevice(id: string): void {
     this.devices.delete(id);
+    this.lastState.delete(id);
     this.removed.add(id);
     this.expected?.delete(id);
     this.sync();
@@ -231,7 +292,9 @@ export class DiscoveryPublisher {
   /** Remove every entity this publisher owns, and its index (the node was deleted). Resolves when done. */
   async removeAll(): Promise<void> {
     for (const id of [...this.devices.keys()]) this.removed.add(id);
+    for (const id of this.meta.keys()) this.removed.add(id);
     this.devices.clear();
+    this.lastState.clear();
     this.expected = new Set();
     for (const e of this.published.values()) this.removed.add(e.d);
     this.sync();
@@ -293,17 +356,28 @@ export class DiscoveryPublisher {
     undo();
     if (this.stopped) throw new Error('stopped');
     const index = new Map<string, IndexEntry>();
+    const meta = new Map<string, DeviceMeta>();
     if (got) {
       try {
-        const parsed = JSON.parse(got) as Record<string, IndexEntry>;
+        const parsed = JSON.parse(got) as Record<string, unknown>;
         for (const [topic, e] of Object.entries(parsed)) {
-          if (e && typeof e.h === 'string' && typeof e.d === 'string') index.set(topic, { h: e.h, d: e.d });
+          if (topic === DEVICES_KEY) continue;
+          const x = e as Partial<IndexEntry> | null;
+          if (x && typeof x.h === 'string' && typeof x.d === 'string') index.set(topic, { h: x.h, d: x.d });
+        }
+        const devs = parsed[DEVICES_KEY];
+        if (devs && typeof devs === 'object') {
+          for (const [id, m] of Object.entries(devs as Record<string, Partial<DeviceMeta>>)) {
+            if (!m || (m.o !== 'node' && m.o !== 'msg') || typeof m.s !== 'number') continue;
+            meta.set(id, { o: m.o, s: m.s, ...(typeof m.n === 'string' ? { n: m.n } : {}) });
+          }
         }
       } catch {
         /* unreadable index: treat as empty (everything is re-published once) */
       }
     }
     this.published = index;
+    this.meta = meta;
     this.indexLoaded = true;
   }
 
@@ -311,7 +385,23 @@ export class DiscoveryPublisher {
     if (!this.indexLoaded) await this.loadIndex();
     const force = this.forceNext;
     this.forceNext = false;
+    const now = this.now();
+    const grace = this.forgetAfterMs;
     let indexChanged = false;
+
+    // 0. live devices of unknown origin that have had no state for the grace period
+    if (this.expected !== null && grace > 0) {
+      for (const id of [...this.devices.keys()]) {
+        if (this.expected.has(id)) continue;
+        const at = this.lastState.get(id);
+        if (at === undefined || now - at <= grace) continue;
+        this.devices.delete(id);
+        this.lastState.delete(id);
+        this.removed.add(id);
+        this.opts.forgotten?.(id, this.names.get(id) ?? this.meta.get(id)?.n, at, true);
+      }
+    }
+
     const desired = new Map<string, DiscoveryConfig>();
     for (const [id, d] of this.devices) for (const c of d.build(this.seenTopics(id))) desired.set(c.topic, c);
 
@@ -342,24 +432,73 @@ export class DiscoveryPublisher {
       }
     }
 
-    // 3. entities of devices that are gone: removed explicitly, or neither live nor expected
+    // 3. entities of devices that are gone: removed explicitly; of a known origin that is no longer
+    // expected (that origin was deleted); of unknown origin and silent for the grace period
     const live = new Set(this.devices.keys());
+    const verdict = new Map<string, boolean>();
+    const goes = (d: string): boolean => {
+      let v = verdict.get(d);
+      if (v !== undefined) return v;
+      const m = this.meta.get(d);
+      if (this.removed.has(d)) v = true;
+      // No record: an index written before there were any; origin unknown, keep it (recorded below).
+      else if (live.has(d) || this.expected === null || this.expected.has(d) || !m) v = false;
+      else if (m.o === 'node') v = true;
+      else {
+        v = grace > 0 && now - m.s > grace;
+        if (v) this.opts.forgotten?.(d, m.n, m.s, false);
+      }
+      verdict.set(d, v);
+      return v;
+    };
     for (const [topic, e] of [...this.published]) {
       if (desired.has(topic)) continue;
       const dev = this.devices.get(e.d);
       if (dev && (e.h === STATE ? dev.stateTopic === topic : false)) continue;
-      const gone = this.removed.has(e.d) || (!live.has(e.d) && this.expected !== null && !this.expected.has(e.d));
       // A config a live device no longer has (its table changed) goes too.
       const dropped = live.has(e.d) && e.h !== STATE;
-      if (!gone && !dropped) continue;
+      if (!dropped && !goes(e.d)) continue;
       await this.broker.publish(topic, '', { retain: true, qos: 1 });
       if (e.h !== STATE) this.stats.configsRemoved++;
       this.published.delete(topic);
       indexChanged = true;
     }
 
+    // 4. where each device came from and when it last had a state (what step 3 decides after a restart)
+    if (this.updateMeta(now, grace)) indexChanged = true;
+
     if (indexChanged) {
-      await this.broker.publish(this.indexTopic, JSON.stringify(Object.fromEntries(this.published)), { retain: true, qos: 1 });
+      const index: Record<string, unknown> = Object.fromEntries(this.published);
+      if (this.meta.size) index[DEVICES_KEY] = Object.fromEntries([...this.meta].sort(([a], [b]) => a.localeCompare(b)));
+      await this.broker.publish(this.indexTopic, JSON.stringify(index), { retain: true, qos: 1 });
     }
+  }
+
+  /** Bring the device records in step with what is published; true when they changed. */
+  private updateMeta(now: number, grace: number): boolean {
+    let changed = false;
+    const owners = new Set<string>();
+    for (const e of this.published.values()) owners.add(e.d);
+    for (const id of [...this.meta.keys()]) {
+      if (!owners.has(id)) {
+        this.meta.delete(id);
+        changed = true;
+      }
+    }
+    const refresh = grace > 0 ? Math.min(STATE_SEEN_REFRESH_MS, grace / 10) : STATE_SEEN_REFRESH_MS;
+    for (const id of owners) {
+      const m = this.meta.get(id);
+      const last = this.lastState.get(id);
+      const isLive = this.devices.has(id);
+      // Until the owner says what it expects (flows started), a known origin is kept as it was.
+      const o: DeviceMeta['o'] = this.expected?.has(id) ? 'node' : isLive && this.expected !== null ? 'msg' : m?.o ?? 'msg';
+      let s = m?.s ?? last ?? now;
+      if (last !== undefined && (!m || m.o !== o || (o === 'msg' && last - m.s >= refresh))) s = last;
+      const n = this.names.get(id) ?? m?.n;
+      if (m && m.o === o && m.s === s && m.n === n) continue;
+      this.meta.set(id, { o, s, ...(n ? { n } : {}) });
+      changed = true;
+    }
+    return changed;
   }
 }
