@@ -331,7 +331,7 @@ describe('Home Assistant over TLS (wss, fake Home Assistant with a self-signed c
     assert.match(fake.url, /^https:/);
     await helper.load(haMqttNodes, [haServer(fake.url), ...publishNode()], creds());
     const st = await ownStatus('pub', (x) => x.fill === 'red', 8000);
-    assert.match(st.text ?? '', /^HA: TLS: self.signed certificate/i);
+    assert.match(st.text ?? '', /^HA: TLS: the certificate of wss:\/\/127\.0\.0\.1:\d+ is not trusted \(self.signed certificate\)/i);
     assert.equal(fake.authAttempts.length, 0, 'the token was never sent');
   });
 
@@ -345,5 +345,93 @@ describe('Home Assistant over TLS (wss, fake Home Assistant with a self-signed c
     assert.match(st.text ?? '', /^HA: certificate fingerprint mismatch/);
     await sleep(300);
     assert.equal(fake.authAttempts.length, 1, 'no second login: the token went nowhere');
+  });
+});
+
+describe('Home Assistant over TLS with its own CA (wss, fake Home Assistant with a certificate signed by a self-made CA)', function () {
+  this.timeout(60000);
+  let fake: FakeHaServer;
+  let dir = '';
+  let ca = '';
+  let otherCa = '';
+  let caKey = '';
+
+  before(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'upsorch-ha-ca-'));
+    const ssl = (args: string[]) => {
+      const r = cp.spawnSync('openssl', args, { cwd: dir, encoding: 'utf8', timeout: 20000 });
+      if (r.status !== 0) throw new Error(`openssl ${args.join(' ')}: ${r.stderr}`);
+      return r.stdout;
+    };
+    const read = (f: string) => fs.readFileSync(path.join(dir, f), 'utf8');
+    ssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=Homelab test CA', '-keyout', 'ca.key', '-out', 'ca.crt']);
+    ssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=Some other CA', '-keyout', 'other.key', '-out', 'other.crt']);
+    fs.writeFileSync(path.join(dir, 'server.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n');
+    ssl(['req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=homeassistant.local', '-keyout', 'server.key', '-out', 'server.csr']);
+    ssl(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '1', '-extfile', 'server.ext', '-out', 'server.crt']);
+    ca = read('ca.crt');
+    otherCa = read('other.crt');
+    caKey = read('ca.key');
+    fake = await FakeHaServer.start({ token: TOKEN, states: RACK_ENTITIES, tls: { key: read('server.key'), cert: read('server.crt') } });
+  });
+  after(async () => {
+    await fake?.stop();
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+  afterEach(async () => {
+    await helper.unload();
+  });
+
+  const warnings = (id: string) => {
+    const n = helper.getNode(id);
+    return n.warn.getCalls().filter((c: any) => c.thisValue === n).map((c: any) => String(c.args[0]));
+  };
+
+  it('with the CA certificate in the dialog the certificate is verified and it connects', async () => {
+    const logins = fake.authAttempts.length;
+    await helper.load(haMqttNodes, [haServer(fake.url, { ca }), ...publishNode()], creds());
+    const st = await ownStatus('pub', (x) => x.fill === 'green', 8000);
+    assert.equal(st.text, '0 UPS · HA connected');
+    assert.equal(fake.authAttempts.length, logins + 1);
+    assert.equal(helper.getNode('ha').client.status.text, `connected to Home Assistant 2025.1.0 at ${fake.url.replace(/^https/, 'wss')}`);
+  });
+
+  it('without the CA (or with another CA) the status says the certificate is not trusted, and the token is never sent', async () => {
+    const logins = fake.authAttempts.length;
+    for (const over of [{}, { ca: otherCa }]) {
+      await helper.load(haMqttNodes, [haServer(fake.url, over), ...publishNode()], creds());
+      const st = await ownStatus('pub', (x) => x.fill === 'red', 8000);
+      assert.match(st.text ?? '', /^HA: TLS: the certificate of wss:\/\/127\.0\.0\.1:\d+ is not trusted \(unable to (get local issuer|verify the first) cert/);
+      assert.ok(warnings('pub').some((w) => /is not trusted .*: add the CA certificate that signed it, or pin the certificate's SHA-256 fingerprint$/.test(w)), warnings('pub').join(' | '));
+      await helper.unload();
+    }
+    assert.equal(fake.authAttempts.length, logins, 'no login: the token went nowhere');
+  });
+
+  it('a private key or a damaged certificate in the CA field is refused with a clear error, and nothing connects', async () => {
+    const logins = fake.authAttempts.length;
+    const lines = ca.trim().split('\n');
+    const damaged = [...lines.slice(0, 3), ...lines.slice(6)].join('\n');
+    for (const [text, why] of [[caKey, 'this is a private key: paste the CA certificate (-----BEGIN CERTIFICATE-----), never a key'], [damaged, 'the certificate cannot be read (cut off or changed while copying?)'], ['MIIB…', 'must be PEM text: -----BEGIN CERTIFICATE----- … -----END CERTIFICATE-----']]) {
+      await helper.load(haMqttNodes, [haServer(fake.url, { ca: text }), ...publishNode()], creds());
+      const n = helper.getNode('ha');
+      assert.equal(n.configError, `invalid Home Assistant server configuration: ca: CA certificate: ${why}`);
+      await ownStatus('pub', (x) => x.fill === 'red' && /^Home Assistant server: invalid Home Assistant server configuration: ca: CA certificate/.test(x.text ?? ''));
+      await helper.unload();
+    }
+    assert.equal(fake.authAttempts.length, logins);
+  });
+
+  it('Test connection uses the CA from the dialog; the stored token only with the deployed CA', async () => {
+    await helper.load(haMqttNodes, [haServer(fake.url, { ca })], creds());
+    const body = { id: 'ha', url: fake.url, tlsVerify: true, tlsFingerprint: '', ca, token: '__PWRD__' };
+    const ok = await helper.request().post('/upsorch-ha-server/test').send(body).expect(200);
+    assert.equal(ok.body.ok, true, ok.body.message);
+    assert.match(ok.body.message, /^connected to Home Assistant 2025\.1\.0 at wss:\/\/127\.0\.0\.1:\d+; 8 entities$/);
+    const other = await helper.request().post('/upsorch-ha-server/test').send({ ...body, ca: otherCa }).expect(200);
+    assert.deepEqual(other.body, { ok: false, message: 'the stored token is sent only to the deployed Home Assistant URL; enter the token again to test this one' });
+    const typed = await helper.request().post('/upsorch-ha-server/test').send({ ...body, ca: '', token: TOKEN }).expect(200);
+    assert.equal(typed.body.ok, false);
+    assert.match(typed.body.message, /is not trusted/);
   });
 });

@@ -145,7 +145,13 @@ export function openSocket(o: HaClientOptions): Promise<HaSocket> {
 function describeSocketError(e: Error & { code?: string }, where: string): string {
   if (e.code === 'ECONNREFUSED') return `cannot connect to ${where}: connection refused (is Home Assistant running, is the port right?)`;
   if (e.code === 'ENOTFOUND' || e.code === 'EAI_AGAIN') return `cannot resolve the host of ${where}`;
-  if (e.code && /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(e.code)) return `TLS: ${e.message} (${where}; pin the certificate's SHA-256 fingerprint for a self-signed certificate)`;
+  const code = e.code ?? '';
+  if (/SELF_SIGNED|UNABLE_TO_GET_ISSUER|UNABLE_TO_VERIFY|CERT_UNTRUSTED|CERT_SIGNATURE_FAILURE|INVALID_CA/.test(code)) {
+    return `TLS: the certificate of ${where} is not trusted (${e.message}): add the CA certificate that signed it, or pin the certificate's SHA-256 fingerprint`;
+  }
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') return `TLS: the certificate of ${where} is not for this host (${e.message}): use the name it was issued for in the URL`;
+  if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID') return `TLS: the certificate of ${where} ${code === 'CERT_HAS_EXPIRED' ? 'has expired' : 'is not valid yet'} (check Home Assistant's certificate and this machine's clock)`;
+  if (/CERT|ERR_TLS|ERR_SSL/.test(code)) return `TLS: ${e.message} (${where}; check the CA certificate, or pin the certificate's SHA-256 fingerprint)`;
   return `${e.message} (${where})`;
 }
 
