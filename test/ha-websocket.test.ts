@@ -382,7 +382,7 @@ describe('Home Assistant over TLS with its own CA (wss, fake Home Assistant with
     await helper.unload();
   });
 
-  const warnings = (id: string) => {
+  const warnings = (id: string): string[] => {
     const n = helper.getNode(id);
     return n.warn.getCalls().filter((c: any) => c.thisValue === n).map((c: any) => String(c.args[0]));
   };
