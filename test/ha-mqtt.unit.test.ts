@@ -19,7 +19,7 @@ import { PlanStatus } from '../lib/plan/types';
 import { upsNames } from '../lib/mqtt/ups-names';
 
 /** A plan and a broker that is not connected: PlanControl's decisions only, no MQTT. */
-function planControl(status: Partial<PlanStatus>) {
+function planControl(status: Partial<PlanStatus>, answer?: PlanHandle['request']) {
   const handlers = new Map<string, MessageHandler>();
   const broker: PublisherBroker = {
     connected: false,
@@ -34,7 +34,7 @@ function planControl(status: Partial<PlanStatus>) {
     id: 'p', name: 'Homelab',
     status: () => st,
     subscribe: () => () => undefined,
-    request: (r) => (calls.push(`request ${r.direction} ${r.dryRun}`), { started: false, queued: false, reason: 'test' }),
+    request: (r) => (calls.push(`request ${r.direction} ${r.dryRun}`), answer ? answer(r) : { started: false, queued: false, reason: 'test' }),
     cancel: (by) => (calls.push(`cancel ${by}`), { ok: true, reason: '' }),
     setArmed: async (a, by) => void calls.push(`armed ${a} ${by}`),
     expectedDurationMs: () => 0,
@@ -136,6 +136,20 @@ describe('HA / MQTT pure functions', () => {
     assert.equal(bad.kind, 'invalid');
     assert.match((bad as { error: string }).error, /looks like a UPS state but flags/);
     assert.match((parseInput('hello') as { error: string }).error, /neither a UPS state/);
+  });
+
+  it('a press held while the plan loads its saved state reports what finally became of it', async () => {
+    let release: (r: { started: true; run: { id: string } }) => void = () => undefined;
+    const later = new Promise<{ started: true; run: { id: string } }>((r) => (release = r));
+    const c = planControl({}, () => ({ started: false, queued: true, reason: 'the plan is loading its saved state', later }));
+    const pending = c.press('dry_run');
+    release({ started: true, run: { id: 'abcdef1234' } });
+    await later;
+    await new Promise((r) => setImmediate(r));
+    await pending;
+    const last = c.reports.at(-1)!;
+    assert.equal(last.accepted, true);
+    assert.match(last.message, /started by Home Assistant \(run abcdef12\)/);
   });
 
   it('plan controls without "allow remote runs": dry-run, arming and cancelling a dry-run only', async () => {

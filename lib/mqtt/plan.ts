@@ -26,12 +26,15 @@ export interface PlanHandle {
   name: string;
   status(): PlanStatus;
   subscribe(fn: (e: RunEvent) => void): () => void;
-  request(req: { direction: Direction; dryRun: boolean; origin: 'remote'; topic: string }): { started: true; run: { id: string } } | { started: false; queued: boolean; reason: string };
+  request(req: { direction: Direction; dryRun: boolean; origin: 'remote'; topic: string }): PlanRequestResult;
   cancel(by: string): { ok: boolean; reason: string };
   setArmed(armed: boolean, by: string): Promise<void>;
   /** Expected duration of a run in this direction (ms), for the time-budget margin. */
   expectedDurationMs(direction: Direction): number;
 }
+
+/** A request's answer; `later` when it was held while the plan loaded its saved state. */
+export type PlanRequestResult = { started: true; run: { id: string } } | { started: false; queued: boolean; reason: string; later?: Promise<PlanRequestResult> };
 
 export const PLAN_STATES = ['idle', 'armed', 'running', 'done', 'failed'] as const;
 
@@ -194,7 +197,9 @@ export class PlanControl {
     const run = COMMANDS[key];
     if (run) {
       if (payload !== 'PRESS') return;
-      const r = this.plan.request({ direction: run.direction, dryRun: run.dryRun, origin: 'remote', topic: `homeassistant:${key}` });
+      let r = this.plan.request({ direction: run.direction, dryRun: run.dryRun, origin: 'remote', topic: `homeassistant:${key}` });
+      // Held while the plan loads its saved state: report what finally became of it, not "queued".
+      if (!r.started && r.later) r = await r.later;
       report = r.started
         ? { plan, command: key, accepted: true, message: `${run.what} started by Home Assistant (run ${r.run.id.slice(0, 8)})`, runId: r.run.id }
         : { plan, command: key, accepted: false, message: `${run.what} ${r.queued ? 'queued' : 'refused'}: ${r.reason}` };
