@@ -15,7 +15,7 @@
 import { strict as assert } from 'node:assert';
 import * as net from 'node:net';
 import { FakeGuest, PveFake } from './fakes/pve-server';
-import { Collector, helper, statuses } from './util/red';
+import { Collector, helper, sleep, statuses, waitForStatus } from './util/red';
 import { ProxmoxClient } from '../lib/proxmox/client';
 import { ProxmoxDriver } from '../lib/proxmox/driver';
 import { testProxmox } from '../lib/proxmox/config';
@@ -42,7 +42,7 @@ function startFake(): Promise<PveFake> {
   return PveFake.start({ nodes: ['pve1', 'pve2'], apiNode: 'pve1', guests: guests(), tokens: [TOKEN, READONLY] });
 }
 
-async function load(fake: PveFake, action: Record<string, unknown>, conn: Record<string, unknown> = {}, token = TOKEN): Promise<void> {
+async function load(fake: Pick<PveFake, 'port' | 'fingerprint'>, action: Record<string, unknown>, conn: Record<string, unknown> = {}, token = TOKEN): Promise<void> {
   await helper.load(
     proxmoxNodes,
     [
@@ -298,6 +298,97 @@ describe('Proxmox VE actions against the schema-checked fake API', function () {
       } finally {
         c.close();
       }
+    });
+  });
+
+  describe('startup after an outage: waits for the Proxmox API and the cluster', () => {
+    /** A loopback port with nothing listening (for now). */
+    const closedPort = () =>
+      new Promise<number>((res) => {
+        const s = net.createServer().listen(0, '127.0.0.1', () => {
+          const p = (s.address() as net.AddressInfo).port;
+          s.close(() => res(p));
+        });
+      });
+    const stoppedGuests = () => guests().map((g) => (g.vmid === 100 || g.vmid === 105 ? { ...g, status: 'stopped' as const } : g));
+
+    it('the API is not up yet (connection refused): the startup waits, says so, and starts the guests once it answers', async () => {
+      const port = await closedPort();
+      const cert = PveFake.certificate();
+      await load({ port, fingerprint: cert.fingerprint }, { names: ['web', 'win'] });
+      const out = new Collector('out');
+      const from = out.received.length;
+      helper.getNode('act').receive({ topic: 'startup' });
+      await waitForStatus('act', (st) => st.fill === 'yellow' && /^start: waiting for homelab to come back… \d+ s$/.test(st.text ?? ''), 10_000);
+      await sleep(3000);
+      const late = await PveFake.start({ nodes: ['pve1', 'pve2'], apiNode: 'pve1', guests: stoppedGuests(), tokens: [TOKEN], cert, port });
+      try {
+        const report = (await out.waitFor((m) => m.topic === 'action-report', 30_000, from, 'the action report')).msg.payload;
+        assert.equal(report.ok, true, JSON.stringify(report));
+        assert.equal(report.operation, 'start');
+        const r = byName(report);
+        for (const [name, vmid] of [['web', 100], ['win', 105]] as const) {
+          assert.equal(r[name].method, 'graceful');
+          assert.match(r[name].detail, /^started after [0-9.]+ m?s \(after waiting [0-9.]+ s for homelab to come back\)$/);
+          assert.equal(late.guest(vmid).status, 'running');
+        }
+        await waitForStatus('act', (st) => st.fill === 'green');
+      } finally {
+        await late.stop();
+      }
+    });
+
+    it('the guest\'s node is not back in the cluster yet (595), then the cluster has no quorum (500): the startup waits through both', async () => {
+      fake.guest(105).status = 'stopped';
+      fake.nodes.get('pve2')!.status = 'offline';
+      fake.quorate = false;
+      await load(fake, { names: ['win'] });
+      const out = new Collector('out');
+      const from = out.received.length;
+      helper.getNode('act').receive({ topic: 'startup' });
+      await waitForStatus('act', (st) => st.fill === 'yellow' && /waiting for homelab to come back/.test(st.text ?? ''), 10_000);
+      assert.ok(fake.requests.some((q) => q.path === '/api2/json/nodes/pve2/qemu/105/status/current' && q.status === 595));
+      fake.nodes.get('pve2')!.status = 'online';
+      // Up, but without quorum: the start itself is refused until the other nodes are back.
+      const refused = () => fake.requests.some((q) => q.path === '/api2/json/nodes/pve2/qemu/105/status/start' && q.status === 500);
+      for (let i = 0; i < 100 && !refused(); i++) await sleep(100);
+      assert.ok(refused(), 'the start was tried while the cluster had no quorum');
+      assert.equal(fake.guest(105).status, 'stopped');
+      fake.quorate = true;
+      const report = (await out.waitFor((m) => m.topic === 'action-report', 30_000, from, 'the action report')).msg.payload;
+      assert.equal(report.ok, true, JSON.stringify(report));
+      assert.match(byName(report).win.detail, /^started after [0-9.]+ m?s \(after waiting [0-9.]+ s for homelab to come back\)$/);
+      assert.equal(fake.guest(105).status, 'running');
+    });
+
+    it('a wrong token secret or a missing privilege fails the startup at once: waiting would not fix it', async () => {
+      fake.guest(100).status = 'stopped';
+      await load(fake, { names: ['web'] }, {}, { ...TOKEN, secret: 'wrong-secret-0000' });
+      let t0 = Date.now();
+      const denied = await request({ topic: 'startup' });
+      assert.ok(Date.now() - t0 < 1900, `failed after ${Date.now() - t0} ms (the first retry would be after 2 s)`);
+      assert.equal(denied.ok, false);
+      assert.equal(denied.error, 'Proxmox refused the API token root@pam!upsorch (authentication failure): check the token id and secret, and that the token is not expired');
+      assert.ok(!statuses('act').some((st) => /waiting/.test(st.text ?? '')), JSON.stringify(statuses('act')));
+      assert.equal(fake.requests.filter((q) => q.status === 401).length, 1, 'asked once');
+      await helper.unload();
+
+      await load(fake, { names: ['web'] }, {}, READONLY);
+      t0 = Date.now();
+      const forbidden = await request({ topic: 'startup' });
+      assert.ok(Date.now() - t0 < 1900, `failed after ${Date.now() - t0} ms`);
+      assert.equal(byName(forbidden).web.error, 'the API token monitor@pve!ro lacks the privilege VM.PowerMgmt on /vms/100 (Permission check failed (/vms/100, VM.PowerMgmt))');
+      assert.equal(fake.guest(100).status, 'stopped');
+    });
+
+    it('a certificate that does not match the pin fails the startup at once, with nothing sent', async () => {
+      const wrong = fake.fingerprint.replace(/^./, (c) => (c === 'A' ? 'B' : 'A'));
+      await load(fake, { names: ['web'] }, { tlsFingerprint: wrong });
+      const t0 = Date.now();
+      const run = await request({ topic: 'startup' });
+      assert.ok(Date.now() - t0 < 1900, `failed after ${Date.now() - t0} ms`);
+      assert.match(run.error, /^certificate fingerprint mismatch at 127\.0\.0\.1:\d+/);
+      assert.equal(fake.requests.length, 0);
     });
   });
 

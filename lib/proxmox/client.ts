@@ -17,12 +17,25 @@ export interface ProxmoxSettings {
   /** Deadline for one request, ms. */
   timeoutMs: number;
   maxSockets?: number;
+  /** What to call the server in messages ("waiting for pve1 to come back"): the connection's name or host. */
+  label?: string;
 }
 
 export const TOKEN_ID = /^[^\s:/@!]+@[A-Za-z][A-Za-z0-9.\-_]+![A-Za-z][A-Za-z0-9.\-_]+$/;
 
-/** An error answer from the API. */
+/**
+ * A cluster node that booted before the others has no quorum yet: pmxcfs is read-only and every
+ * power call fails with 500 "cluster not ready - no quorum?" until enough nodes are back.
+ */
+const NO_QUORUM = /cluster not ready - no quorum/i;
+
+/**
+ * An error answer from the API. A startup waits (lib/actions/run.ts isNotReachable) on the
+ * gateway statuses (595/596: the node that owns the guest cannot be reached through the cluster;
+ * 502/503/504) and on a cluster without quorum; never on 401/403 or a rejected request.
+ */
 export class ProxmoxError extends Error {
+  readonly notReachable: boolean;
   constructor(
     readonly status: number,
     message: string,
@@ -31,6 +44,7 @@ export class ProxmoxError extends Error {
   ) {
     super(message);
     this.name = 'ProxmoxError';
+    this.notReachable = [502, 503, 504, 595, 596].includes(status) || (status === 500 && NO_QUORUM.test(message));
   }
 }
 
@@ -63,6 +77,11 @@ export class ProxmoxClient {
 
   get where(): string {
     return this.http.where;
+  }
+
+  /** The connection's name, else its host. */
+  get label(): string {
+    return this.settings.label || this.settings.host;
   }
 
   get requests(): number {

@@ -78,6 +78,7 @@ export function proxmoxSettings(c: ProxmoxConnectionConfig, creds: ProxmoxCreden
     secret: creds.secret,
     tls: { verify: c.tlsVerify, fingerprint: c.tlsFingerprint || undefined },
     timeoutMs: c.timeout * 1000,
+    label: c.name || c.host.replace(/^\[|\]$/g, ''),
   };
 }
 

@@ -121,6 +121,11 @@ export class ProxmoxDriver implements ActionDriver {
     this.pollMs = o.pollMs ?? 1000;
   }
 
+  /** What the action talks to, for "waiting for pve1 to come back" (lib/actions/run.ts). */
+  get label(): string {
+    return this.client.label;
+  }
+
   async list(signal: AbortSignal, operation?: Operation): Promise<Target[]> {
     const all = await this.client.request<PveResource[]>('GET', '/cluster/resources', {}, signal);
     const guests = all.filter(isGuest).sort((a, b) => (a.vmid ?? 0) - (b.vmid ?? 0));

@@ -23,12 +23,14 @@
  *   (hastop / hastart tasks that end at once) while the guest changes state later, and
  *   PUT /cluster/ha/resources/{sid} state=stopped|started;
  * - stopall / startall / suspendall on a node, node shutdown (the node goes offline, its guests
- *   stop; requests for it then get 595; when it is the node serving the API, the API goes away).
+ *   stop; requests for it then get 595; when it is the node serving the API, the API goes away);
+ * - a cluster without quorum (`quorate = false`, a node that booted before the others): power
+ *   calls fail with 500 "cluster not ready - no quorum?" (PVE::Cluster::check_cfs_quorum), reads work.
  *
  * What it does not model: tickets and CSRF (tokens need neither), privilege-separated tokens as an
  * intersection with the user's ACLs (a token simply holds its privileges, on / or on paths),
  * pools as ACL paths, storage, migration, HA recovery on other nodes, the task log beyond a few
- * lines, cluster quorum, rate limits, and the exact wording of messages it does not produce.
+ * lines, corosync membership, rate limits, and the exact wording of messages it does not produce.
  */
 import * as cp from 'node:child_process';
 import * as crypto from 'node:crypto';
@@ -113,6 +115,10 @@ export interface PveFakeOptions {
   apiNode?: string;
   /** Duration of quick tasks (start, stop, hastop), ms. Default 150. */
   taskMs?: number;
+  /** Listen on this loopback port (default: a free one), e.g. one a client is already trying. */
+  port?: number;
+  /** Serve this certificate (PveFake.certificate()) instead of a new one, so its pin is known before it starts. */
+  cert?: { cert: string; key: string };
 }
 
 interface Task {
@@ -180,6 +186,8 @@ export class PveFake {
   fingerprint = '';
   /** Set to make every answer wait this long (ms), to test timeouts. */
   delayMs = 0;
+  /** false: the cluster has no quorum (pmxcfs read-only), power calls fail with 500. */
+  quorate = true;
 
   private constructor(private readonly o: PveFakeOptions) {
     for (const n of o.nodes) this.nodes.set(n, { status: 'online' });
@@ -189,24 +197,30 @@ export class PveFake {
     }
   }
 
-  static async start(o: PveFakeOptions): Promise<PveFake> {
-    const f = new PveFake(o);
+  /** A certificate for `cert`, with its SHA-256 fingerprint (hex, no colons). */
+  static certificate(): { cert: string; key: string; fingerprint: string } {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pve-fake-'));
     try {
       const { cert, key } = makeCert(dir);
-      f.certPem = cert;
-      f.fingerprint = new crypto.X509Certificate(cert).fingerprint256.replace(/:/g, '');
-      f.server = https.createServer({ cert, key }, (req, res) => void f.handle(req, res));
+      return { cert, key, fingerprint: new crypto.X509Certificate(cert).fingerprint256.replace(/:/g, '') };
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  }
+
+  static async start(o: PveFakeOptions): Promise<PveFake> {
+    const f = new PveFake(o);
+    const { cert, key, fingerprint } = o.cert ? { ...o.cert, fingerprint: new crypto.X509Certificate(o.cert.cert).fingerprint256.replace(/:/g, '') } : PveFake.certificate();
+    f.certPem = cert;
+    f.fingerprint = fingerprint;
+    f.server = https.createServer({ cert, key }, (req, res) => void f.handle(req, res));
     f.server.on('connection', (s: net.Socket) => {
       f.sockets.add(s);
       s.on('close', () => f.sockets.delete(s));
     });
     await new Promise<void>((resolve, reject) => {
       f.server.once('error', reject);
-      f.server.listen(0, '127.0.0.1', () => resolve());
+      f.server.listen(o.port ?? 0, '127.0.0.1', () => resolve());
     });
     f.port = (f.server.address() as net.AddressInfo).port;
     return f;
@@ -291,6 +305,7 @@ export class PveFake {
       const node = typeof typed.node === 'string' ? typed.node : null;
       if (node && !this.nodes.has(node)) throw new HttpError(500, `hostname lookup '${node}' failed - failed to get address info for: ${node}: Name or service not known`);
       if (node && this.nodes.get(node)!.status !== 'online') throw new HttpError(595, `Connection refused`);
+      if (!this.quorate && method !== 'GET') throw new HttpError(500, 'cluster not ready - no quorum?');
 
       const data = this.dispatch(`${method} ${route.template}`, typed, token);
       const problem = checkShape(def.returns, data, 'data');
@@ -441,7 +456,7 @@ export class PveFake {
         return null;
       case 'GET /cluster/ha/status/current':
         return [
-          { id: 'quorum', node: this.o.apiNode ?? [...this.nodes.keys()][0], status: 'OK', type: 'quorum', quorate: 1 },
+          { id: 'quorum', node: this.o.apiNode ?? [...this.nodes.keys()][0], status: this.quorate ? 'OK' : 'No quorum on node', type: 'quorum', quorate: this.quorate ? 1 : 0 },
           ...[...this.haResources].map(([sid, r]) => {
             const g = this.guest(Number(sid.split(':')[1]));
             return { id: `service:${sid}`, sid, node: g.node, status: `${g.status === 'running' ? 'started' : 'stopped'}`, type: 'service', request_state: r.state, crm_state: g.status === 'running' ? 'started' : 'stopped' };
