@@ -195,7 +195,8 @@ export class HttpsClient {
       req.on('response', (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('error', (err) => settle(new ConnectError(`${this.where}: answer cut off (${err.message})`)));
+        // The server going away mid-answer (restarting) keeps its socket code (ECONNRESET).
+        res.on('error', (err: NodeJS.ErrnoException) => settle(new ConnectError(`${this.where}: answer cut off (${err.message})`, err.code ?? 'ECONNRESET')));
         res.on('end', () => settle(null, { status: res.statusCode ?? 0, statusText: res.statusMessage ?? '', headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
       });
       req.end(o.body);
