@@ -66,7 +66,7 @@ export function setupActionNode(RED: NodeAPI, node: ActionNode, spec: ActionSpec
     node.status({});
   }
 
-  const execute = async (op: Operation, dryRun: boolean, extra: Pick<ActionRequest, 'previous' | 'interrupted' | 'hooks' | 'only' | 'direction'> & { selection?: TargetSelection }, signal: AbortSignal): Promise<ActionReport> => {
+  const execute = async (op: Operation, dryRun: boolean, extra: Pick<ActionRequest, 'previous' | 'interrupted' | 'hooks' | 'only' | 'settle' | 'direction'> & { selection?: TargetSelection }, signal: AbortSignal): Promise<ActionReport> => {
     if (!spec) throw new Error(configError ?? 'invalid configuration');
     const ac = new AbortController();
     const onAbort = () => ac.abort(signal.reason);
@@ -88,6 +88,7 @@ export function setupActionNode(RED: NodeAPI, node: ActionNode, spec: ActionSpec
         previous: extra.previous,
         interrupted: extra.interrupted,
         only: extra.only,
+        settle: extra.settle,
         direction: extra.direction,
         signal: ac.signal,
         hooks: {

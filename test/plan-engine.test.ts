@@ -12,8 +12,8 @@ import { Plan } from '../lib/plan/runner';
 import { PlanStore } from '../lib/plan/store';
 import { chainFor } from '../lib/plan/chain';
 import { ActionHandle, PhaseHandle, PhaseRecord, PhaseSettings, RunEvent, RunRecord, RunReport } from '../lib/plan/types';
-import { ActionDriver, ActOptions, Target, abortableSleep, gracefulThenForce } from '../lib/actions/contract';
-import { actionBudgetMs, runAction } from '../lib/actions/run';
+import { ActionDriver, ActOptions, Target, TargetSelection, abortableSleep, gracefulThenForce } from '../lib/actions/contract';
+import { NotReachable, actionBudgetMs, runAction } from '../lib/actions/run';
 
 /** An in-memory platform: targets with power states; shutdown takes `delayMs`; names in `stuck` ignore it. */
 class Inventory {
@@ -22,6 +22,11 @@ class Inventory {
   stuck = new Set<string>();
   /** Targets listed with undoOnStartup (like a NUT server's FSD latched by someone else). */
   undo = new Set<string>();
+  /**
+   * Set: a start is accepted by the platform and lands this many ms later whatever becomes of our
+   * wait (virsh start sent, PowerOnVM_Task accepted); null: it is accepted but never lands.
+   */
+  startLands: number | null | undefined = undefined;
   constructor(names: string[], readonly delayMs = 20) {
     for (const n of names) this.power.set(n, 'on');
   }
@@ -37,6 +42,12 @@ class Inventory {
       },
       async act(t: Target, o: ActOptions, signal: AbortSignal) {
         inv.calls.push(`${o.operation} ${t.name}`);
+        if (o.operation === 'start' && inv.startLands !== undefined) {
+          const lands = inv.startLands;
+          if (lands !== null) setTimeout(() => inv.power.set(t.name, 'on'), lands);
+          await abortableSleep((lands ?? 60_000) + 20, signal); // our wait ends on abort; the start does not
+          return { method: 'graceful' as const, after: 'on' as const };
+        }
         if (o.operation === 'start') {
           await abortableSleep(inv.delayMs, signal);
           inv.power.set(t.name, 'on');
@@ -64,7 +75,7 @@ class Inventory {
   }
 }
 
-function action(id: string, inv: Inventory, names: string[], timeoutMs = 2000): ActionHandle {
+function action(id: string, inv: Inventory, names: string[], timeoutMs = 2000, selection: TargetSelection = { names }): ActionHandle {
   const req = { concurrency: 4, connectTimeoutMs: 1000 };
   return {
     id,
@@ -73,12 +84,14 @@ function action(id: string, inv: Inventory, names: string[], timeoutMs = 2000): 
     perform: (step) =>
       runAction(inv.driver(), {
         ...req,
-        selection: { names },
+        selection,
         options: { operation: step.run.direction === 'startup' ? 'start' : 'shutdown', timeoutMs, force: true },
         dryRun: step.run.dryRun,
+        direction: step.run.direction,
         previous: step.previous,
         interrupted: step.interrupted,
         only: step.only,
+        settle: step.settle,
         hooks: step.hooks,
         signal: step.signal,
         targetTimeoutMs: timeoutMs + 1000,
@@ -256,6 +269,177 @@ describe('plan run machinery (lib/plan)', () => {
     plan.request({ direction: 'startup', dryRun: false, origin: 'local', topic: 'restore' }, resolver(phases));
     assert.equal((await done).state, 'done');
     assert.deepEqual(inv.calls, ['start nas', 'start web']);
+  });
+
+  it('startup: waiting for a host to come back is told in the run timeline, when it starts and when the host answered or the wait gave up', async () => {
+    /** A host that answers only after `upAfterMs` (from the first try), for listing or for acting. */
+    const booting = (id: string, label: string, upAfterMs: number, where: 'list' | 'act', timeoutMs: number): ActionHandle => {
+      let first = 0;
+      const up = () => (first ||= Date.now()) && Date.now() - first >= upAfterMs;
+      const driver: ActionDriver & { label: string } = {
+        label,
+        repeatable: true,
+        async list() {
+          if (where === 'list' && !up()) throw new NotReachable(`${label}: connection refused`);
+          return [{ id: label, name: label, power: 'off' }];
+        },
+        async check() {
+          return 'would wait';
+        },
+        async act() {
+          if (where === 'act' && !up()) throw new NotReachable(`${label}: connection refused`);
+          return { method: 'graceful', after: 'on', detail: `${label} is back` };
+        },
+        async close() {},
+      };
+      return {
+        id,
+        name: id,
+        budgetMs: () => 60_000,
+        perform: (step) =>
+          runAction(driver, {
+            selection: { names: [label] },
+            options: { operation: step.run.direction === 'startup' ? 'start' : 'shutdown', timeoutMs, force: false },
+            dryRun: step.run.dryRun,
+            direction: step.run.direction,
+            concurrency: 1,
+            connectTimeoutMs: 1000,
+            targetTimeoutMs: timeoutMs + 1000,
+            hooks: step.hooks,
+            signal: step.signal,
+          }),
+      };
+    };
+    const phases = [
+      phase('hosts', [booting('kvm', 'kvm1', 1500, 'list', 20_000), booting('nas', 'nas1', 1500, 'act', 20_000), booting('old', 'old1', 60_000, 'list', 2000)], { direction: 'startup' }),
+    ];
+    const plan = newPlan();
+    const done = reportOf(plan);
+    plan.request({ direction: 'startup', dryRun: false, origin: 'local', topic: 'restore' }, resolver(phases));
+    const r = await done;
+    const waits = r.timeline.filter((t) => t.event === 'wait-started' || t.event === 'wait-ended').map((t) => `${t.event} ${t.text}`);
+    const of = (who: string) => waits.filter((w) => w.includes(`${who}: `));
+    assert.equal(of('kvm').length, 2, waits.join('\n'));
+    assert.match(of('kvm')[0], /^wait-started kvm: waiting for kvm1 to come back \(kvm1: connection refused\); up to 21 s$/);
+    assert.match(of('kvm')[1], /^wait-ended kvm: kvm1 answered after \d+(\.\d)? s$/);
+    assert.equal(of('nas').length, 2, waits.join('\n'));
+    assert.match(of('nas')[0], /^wait-started nas: waiting for nas1 to come back \(nas1: connection refused\)/);
+    assert.match(of('nas')[1], /^wait-ended nas: nas1 answered after \d+(\.\d)? s$/);
+    assert.equal(r.timeline.find((t) => t.event === 'wait-started' && t.text.startsWith('nas:'))?.target, 'nas1', 'a wait for one target names it');
+    assert.equal(of('old').length, 2, waits.join('\n'));
+    assert.match(of('old')[1], /^wait-ended old: gave up waiting for old1 after \d+(\.\d)? s: old1: connection refused \(still not reachable after waiting/);
+    const res = Object.fromEntries(r.phases[0].actions.flatMap((a) => a.results).map((x) => [x.target, x]));
+    assert.equal(res.kvm1.ok, true);
+    assert.equal(res.nas1.ok, true);
+    assert.equal(res.old1.ok, false);
+  });
+
+  describe('power fails again while the startup is starting targets (a start the platform accepted still lands)', () => {
+    /** Shut everything down, then begin the startup and let the shutdown take over once `starting` are in flight. */
+    async function preemptedWhileStarting(plan: Plan, inv: Inventory, phases: TestPhase[], starting: string[]): Promise<{ down: Promise<RunReport> }> {
+      let done = reportOf(plan);
+      plan.request({ direction: 'shutdown', dryRun: false, origin: 'local', topic: 'shutdown' }, resolver(phases));
+      assert.equal((await done).state, 'done');
+      inv.calls = [];
+      const startup = reportOf(plan);
+      plan.request({ direction: 'startup', dryRun: false, origin: 'local', topic: 'restore' }, resolver(phases));
+      await until(() => starting.every((n) => inv.calls.includes(`start ${n}`)));
+      for (const n of starting) assert.equal(inv.power.get(n), 'off', `${n} is still starting`);
+      assert.equal(plan.request({ direction: 'shutdown', dryRun: false, origin: 'local', topic: 'shutdown' }, resolver(phases)).started, true);
+      const stopped = await startup;
+      assert.equal(stopped.state, 'cancelled');
+      return { down: reportOf(plan) };
+    }
+
+    it('by name: the shutdown finds them off, waits until they are up, and shuts them down; they stay off', async () => {
+      const inv = new Inventory(['web', 'db']);
+      inv.startLands = 1000;
+      const phases = [phase('vms', [action('a1', inv, ['web', 'db'], 5000)])];
+      const plan = newPlan();
+      const t0 = Date.now();
+      const down = await (await preemptedWhileStarting(plan, inv, phases, ['web', 'db'])).down;
+      assert.equal(down.direction, 'shutdown');
+      assert.equal(down.state, 'done', JSON.stringify(down.phases, null, 1));
+      const res = down.phases[0].actions[0].results;
+      for (const n of ['web', 'db']) {
+        const r = res.find((x) => x.target === n)!;
+        assert.equal(r.method, 'graceful', `${n}: ${JSON.stringify(r)}`);
+        assert.equal(r.before, 'on');
+        assert.match(r.detail!, /came up .* into this run: the start the stopped startup had asked for went through/);
+      }
+      assert.deepEqual(inv.calls.filter((c) => c.startsWith('shutdown')).sort(), ['shutdown db', 'shutdown web']);
+      assert.equal(down.settle?.actions.a1?.slice().sort().join(), 'db,web', 'the run record says which targets it waited for');
+      const waits = down.timeline.filter((t) => t.event === 'wait-started' || t.event === 'wait-ended');
+      assert.deepEqual(waits.map((t) => [t.event, t.target]).sort(), [['wait-ended', 'db'], ['wait-ended', 'web'], ['wait-started', 'db'], ['wait-started', 'web']]);
+      assert.ok(waits.some((t) => /web is off, but the startup this shutdown stopped had asked to start it/.test(t.text)), waits.map((t) => t.text).join('\n'));
+      assert.ok(down.timeline.some((t) => t.event === 'settle' && /had asked to start/.test(t.text)));
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(inv.power.get('web'), 'off', 'web stays off');
+      assert.equal(inv.power.get('db'), 'off', 'db stays off');
+      assert.ok(Date.now() - t0 < 20_000);
+      // Mains back for good: what this shutdown turned off is started again.
+      inv.startLands = undefined;
+      inv.calls = [];
+      const up = reportOf(plan);
+      plan.request({ direction: 'startup', dryRun: false, origin: 'local', topic: 'restore' }, resolver(phases));
+      assert.equal((await up).state, 'done');
+      assert.deepEqual(inv.calls.sort(), ['start db', 'start web']);
+    });
+
+    it('"all running": a target still starting is not missed; one off before the outage stays out', async () => {
+      const inv = new Inventory(['web', 'db', 'old']);
+      inv.power.set('old', 'off');
+      inv.startLands = 1000;
+      const phases = [phase('vms', [action('a1', inv, [], 5000, { allRunning: true })])];
+      const plan = newPlan();
+      // The first shutdown turns off web and db; old was off already.
+      const down = await (await preemptedWhileStarting(plan, inv, phases, ['web', 'db'])).down;
+      assert.equal(down.state, 'done', JSON.stringify(down.phases, null, 1));
+      const by = Object.fromEntries(down.phases[0].actions[0].results.map((r) => [r.target, r.method]));
+      assert.deepEqual(by, { web: 'graceful', db: 'graceful' });
+      assert.equal(inv.power.get('web'), 'off');
+      assert.equal(inv.power.get('db'), 'off');
+      assert.ok(!inv.calls.includes('shutdown old'));
+    });
+
+    it('a start that never lands: the shutdown waits only its bounded window, then reports it already off and says why', async () => {
+      const inv = new Inventory(['web']);
+      inv.startLands = null;
+      const phases = [phase('vms', [action('a1', inv, ['web'], 2500)])];
+      const plan = newPlan();
+      const t0 = Date.now();
+      const down = await (await preemptedWhileStarting(plan, inv, phases, ['web'])).down;
+      const r = down.phases[0].actions[0].results[0];
+      assert.equal(r.method, 'already', JSON.stringify(r));
+      assert.equal(r.ok, true);
+      assert.match(r.detail!, /^already off; waited .* for the start the stopped startup had asked for, it did not come up$/);
+      assert.ok(Date.now() - t0 < 15_000, 'bounded by the settle window (the action timeout, 2.5 s)');
+      assert.ok(down.timeline.some((t) => t.event === 'wait-ended' && /web stayed off for/.test(t.text)));
+      assert.ok(!inv.calls.includes('shutdown web'));
+    });
+
+    it('Node-RED restarts while the shutdown waits for a start to land: the resumed run still waits for it and shuts it down', async () => {
+      const inv = new Inventory(['web']);
+      inv.startLands = 3000;
+      const phases = [phase('vms', [action('a1', inv, ['web'], 8000)])];
+      const plan = newPlan();
+      await preemptedWhileStarting(plan, inv, phases, ['web']);
+      await until(() => !!plan.lastRun()?.timeline.some((t) => t.event === 'wait-started' && t.target === 'web'));
+      await plan.close();
+      const saved = JSON.parse(fs.readFileSync(path.join(dir, 'plan-p1.json'), 'utf8')).run as RunRecord;
+      assert.equal(saved.direction, 'shutdown');
+      assert.equal(saved.state, 'running');
+      assert.deepEqual(saved.settle?.actions.a1, ['web'], 'the targets to wait for are saved with the run');
+      const again = newPlan();
+      const rec = await again.init();
+      assert.ok(rec);
+      const done = reportOf(again);
+      again.resume(rec, (id) => phases.find((p) => p.id === id));
+      const r = await done;
+      assert.equal(r.state, 'done', JSON.stringify(r.phases, null, 1));
+      assert.equal(r.phases[0].actions[0].results[0].method, 'graceful', JSON.stringify(r.phases[0].actions[0].results));
+      assert.equal(inv.power.get('web'), 'off');
+    });
   });
 
   it('a real shutdown stops a dry-run in progress and runs at once', async () => {

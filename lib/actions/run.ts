@@ -51,6 +51,26 @@ export function isNotReachable(err: unknown): boolean {
 /** Pause between attempts while a platform comes back: 2 s, doubling, at most 15 s. */
 export const REACH_RETRY = { firstMs: 2000, maxMs: 15_000 };
 
+/**
+ * A shutdown after a stopped startup: how often targets whose start was still in flight are listed
+ * again, and the longest they are waited for (from when the startup was stopped; at most the
+ * action's own timeout).
+ */
+export const SETTLE = { pollMs: 2000, maxMs: 60_000 };
+
+/** A wait worth telling in the run's timeline: for a platform to come back, or for a start to land. */
+export interface WaitNote {
+  /** `waiting` once when it starts; then once `answered` or `gave-up` (time out, error, abort). */
+  state: 'waiting' | 'answered' | 'gave-up';
+  /** `reachable`: startup, the platform did not answer yet; `settle`: shutdown, a start still in flight. */
+  kind: 'reachable' | 'settle';
+  /** The target, when the wait is for one (not for connecting and listing). */
+  target?: string;
+  /** How long it has waited so far. */
+  ms: number;
+  text: string;
+}
+
 export interface ActionHooks {
   /** Called (and awaited) before a target is acted on: the plan persists "started" here. */
   beforeTarget?(target: Target): Promise<void>;
@@ -58,6 +78,8 @@ export interface ActionHooks {
   onResult?(result: TargetResult): void | Promise<void>;
   /** Called whenever the counts change, for live status ("running 3/12"). */
   onProgress?(p: ActionProgress): void;
+  /** Called when a wait starts and when it ends, for the run's timeline. */
+  onWaiting?(w: WaitNote): void;
 }
 
 export interface ActionProgress {
@@ -94,6 +116,16 @@ export interface ActionRequest {
   direction?: 'shutdown' | 'startup';
   /** Startup: how long to wait for the platform; default the per-target bound (targetTimeoutMs). */
   reachableWaitMs?: number;
+  /**
+   * Shutdown only: targets a stopped startup had asked to start (or was starting) at `since` (ms
+   * since the epoch). The platform may still carry such a start out after we stopped waiting for
+   * it (virsh start sent, a power-on task accepted): found off, or not matched by "all running"
+   * because off, they are listed again until they are on, then shut down; if they stay off until
+   * `since` + the settle window, they are `already` off.
+   */
+  settle?: { names: string[]; since: number };
+  /** The settle window; default the action's timeout, at most SETTLE.maxMs. */
+  settleWaitMs?: number;
 }
 
 export interface ActionReport {
@@ -136,6 +168,14 @@ export async function runAction(driver: ActionDriver, req: ActionRequest): Promi
     results.push(r);
     await req.hooks?.onResult?.(r);
   };
+  // A listener's mistake must not end the action.
+  const note = (w: WaitNote) => {
+    try {
+      req.hooks?.onWaiting?.(w);
+    } catch {
+      /* the timeline misses one entry; the action goes on */
+    }
+  };
 
   // Nothing to do in this direction: do not even connect (the host may well be off).
   if (op === 'none') {
@@ -152,8 +192,9 @@ export async function runAction(driver: ActionDriver, req: ActionRequest): Promi
   const listTimeout = `${listing}: no answer within ${formatSeconds(req.connectTimeoutMs)}`;
   let all: Target[] = [];
   let listWaited = 0;
+  const t1 = Date.now();
+  let listWaitNoted = false;
   try {
-    const t1 = Date.now();
     for (let pause = REACH_RETRY.firstMs; ; pause = Math.min(pause * 2, REACH_RETRY.maxMs)) {
       try {
         all = await withTimeout(listing, req.connectTimeoutMs, req.signal, (s) => driver.list(s, op));
@@ -164,12 +205,18 @@ export async function runAction(driver: ActionDriver, req: ActionRequest): Promi
         const waited = Date.now() - t1;
         if (!silent) throw err;
         if (waited + pause > waitMs) throw new NotReachable(`${(err as Error).message || String(err)} (still not reachable after waiting ${formatSeconds(waited)})`);
+        if (!listWaitNoted) {
+          listWaitNoted = true;
+          note({ state: 'waiting', kind: 'reachable', ms: waited, text: `waiting for ${label || 'the connection'} to come back (${(err as Error).message || String(err)}); up to ${formatSeconds(waitMs)}` });
+        }
         req.hooks?.onProgress?.({ total: 0, done: 0, failed: 0, running: 0, waiting: waitingText(label || 'the connection', waited) });
         await abortableSleep(pause, req.signal);
         listWaited = Date.now() - t1;
       }
     }
+    if (listWaitNoted) note({ state: 'answered', kind: 'reachable', ms: Date.now() - t1, text: `${label || 'the connection'} answered after ${formatSeconds(Date.now() - t1)}` });
   } catch (err) {
+    if (listWaitNoted) note({ state: 'gave-up', kind: 'reachable', ms: Date.now() - t1, text: stoppedWaiting(label || 'the connection', Date.now() - t1, req.signal, err) });
     if (req.signal.aborted) return report({ aborted: true, interrupted: req.signal.reason instanceof Interrupted, error: abortError(req.signal).message });
     const msg = (err as Error).message || String(err);
     // Name the targets the user asked for, so the run report says which ones were not reached.
@@ -180,10 +227,25 @@ export async function runAction(driver: ActionDriver, req: ActionRequest): Promi
   for (const n of unmatchedNames(all, req.selection)) {
     await push({ target: n, before: 'unknown', after: 'unknown', method: 'skipped', ms: 0, ok: false, error: `no target named "${n}" (found: ${all.map((t) => t.name).join(', ') || 'none'})` });
   }
-  const only = req.only ? new Set(req.only) : null;
-  const selected = selectTargets(all, req.selection, op).filter((t) => !only || only.has(t.name));
+  const listedAt = Date.now();
   const previous = new Map((req.previous ?? []).map((r) => [r.target, r]));
   const interrupted = new Set(req.interrupted ?? []);
+  const wanted = wantedState(op);
+  // Starts a stopped startup may still carry out. Not those this run already acted on (a resumed
+  // shutdown): those are off because this run turned them off.
+  const settling = new Set(
+    req.direction === 'shutdown' && !req.dryRun && wanted !== null && wanted !== 'on' && req.settle ? req.settle.names.filter((n) => !previous.has(n) && !interrupted.has(n)) : [],
+  );
+  const notUp = (t: Target) => t.power === 'off' || t.power === 'suspended';
+  const mayComeUp = (t: Target) => settling.has(t.name) && notUp(t);
+  const settleUntil = req.settle ? req.settle.since + (req.settleWaitMs ?? Math.min(SETTLE.maxMs, req.options.timeoutMs)) : 0;
+  // "All running" counts a target that may still come up as running: it would otherwise be missed.
+  const view = all.map((t) => (mayComeUp(t) && listedAt < settleUntil ? { ...t, power: 'on' as const } : t));
+  const picked = new Set(selectTargets(view, req.selection, op));
+  const only = req.only ? new Set(req.only) : null;
+  const inSelection = all.filter((t, i) => picked.has(view[i]) && (!only || only.has(t.name)));
+  // Those go last: the others are shut down meanwhile, and their start has had longer to land.
+  const selected = [...inSelection.filter((t) => !mayComeUp(t)), ...inSelection.filter(mayComeUp)];
   const progress: ActionProgress = { total: selected.length, done: 0, failed: 0, running: 0 };
   // Targets waiting for their platform to come back, with what to show.
   const waiting = new Map<string, string>();
@@ -193,12 +255,67 @@ export async function runAction(driver: ActionDriver, req: ActionRequest): Promi
   };
   tick();
 
-  const one = async (t: Target): Promise<TargetResult> => {
-    const started = Date.now();
-    const base = { target: t.name, id: t.id, before: t.power, ...(t.undoOnStartup ? { undoOnStartup: true } : {}) };
+  // One listing at a time for every target waiting to come up, at most every SETTLE.pollMs.
+  let latest = { at: listedAt, all };
+  let polling: Promise<void> | null = null;
+  const relist = (): Promise<void> =>
+    (polling ??= (async () => {
+      const pause = Math.min(latest.at + SETTLE.pollMs, settleUntil) - Date.now();
+      if (pause > 0) await abortableSleep(pause, req.signal);
+      try {
+        latest = { at: Date.now(), all: await withTimeout(listing, req.connectTimeoutMs, req.signal, (s) => driver.list(s, op)) };
+      } catch (err) {
+        if (req.signal.aborted) throw err;
+        latest = { at: Date.now(), all: latest.all }; // no answer this time: still as last seen
+      }
+    })().finally(() => {
+      polling = null;
+    }));
+  /** Wait (bounded) for a target a stopped startup was starting; resolves with how it was last listed. */
+  const comeUp = async (t: Target): Promise<{ target: Target; up: boolean }> => {
+    for (;;) {
+      const cur = latest.all.find((x) => x.id === t.id) ?? latest.all.find((x) => x.name === t.name) ?? t;
+      if (!notUp(cur)) return { target: cur, up: true };
+      if (Date.now() >= settleUntil) return { target: cur, up: false };
+      await relist();
+    }
+  };
+
+  const one = async (listed: Target): Promise<TargetResult> => {
+    let t = listed;
     const prev = previous.get(t.name);
     if (prev) return prev;
-    const wanted = wantedState(op);
+    let settled: { detail: string } | null = null;
+    if (!req.dryRun && mayComeUp(t) && Date.now() >= settleUntil) {
+      // Its time is over (a later phase, a resumed run): had the start gone through, it would be on.
+      settled = { detail: `${t.power}; the start the stopped startup had asked for did not bring it up` };
+    } else if (!req.dryRun && mayComeUp(t)) {
+      const t2 = Date.now();
+      const left = Math.max(0, settleUntil - t2);
+      note({ state: 'waiting', kind: 'settle', target: t.name, ms: 0, text: `${t.name} is ${t.power}, but the startup this shutdown stopped had asked to start it: waiting up to ${formatSeconds(left)} for it to come up, to shut it down` });
+      waiting.set(t.name, `waiting for ${t.name} to finish starting…`);
+      tick();
+      try {
+        const s = await comeUp(t);
+        const ms = Date.now() - t2;
+        if (s.up) {
+          note({ state: 'answered', kind: 'settle', target: t.name, ms, text: `${t.name} came up after ${formatSeconds(ms)} (the stopped startup's start went through): shutting it down` });
+          settled = { detail: `came up ${formatSeconds(ms)} into this run: the start the stopped startup had asked for went through` };
+        } else {
+          note({ state: 'gave-up', kind: 'settle', target: t.name, ms, text: `${t.name} stayed ${s.target.power} for ${formatSeconds(ms)}: the stopped startup's start did not bring it up` });
+          settled = { detail: `${s.target.power}; waited ${formatSeconds(ms)} for the start the stopped startup had asked for, it did not come up` };
+        }
+        t = s.target;
+      } catch (err) {
+        const ms = Date.now() - t2;
+        note({ state: 'gave-up', kind: 'settle', target: t.name, ms, text: stoppedWaiting(t.name, ms, req.signal, err) });
+        return { target: t.name, id: t.id, before: t.power, after: t.power, method: 'skipped', ms, ok: false, error: `aborted: ${abortError(req.signal).message}` };
+      } finally {
+        if (waiting.delete(t.name)) tick();
+      }
+    }
+    const started = Date.now();
+    const base = { target: t.name, id: t.id, before: t.power, ...(t.undoOnStartup ? { undoOnStartup: true } : {}) };
     if (req.dryRun) {
       try {
         const what = await withTimeout(`checking ${t.name}`, req.connectTimeoutMs, req.signal, (s) => driver.check(t, req.options, s));
@@ -208,11 +325,13 @@ export async function runAction(driver: ActionDriver, req: ActionRequest): Promi
         return { ...base, after: t.power, method: 'dry-run', ms: Date.now() - started, ok: false, error: (err as Error).message };
       }
     }
-    if (wanted !== null && t.power === wanted) return { ...base, after: t.power, method: 'already', ms: 0, ok: true, detail: `already ${wanted}` };
+    if (wanted !== null && t.power === wanted) return { ...base, after: t.power, method: 'already', ms: 0, ok: true, detail: settled ? `already ${settled.detail}` : `already ${wanted}` };
     if (interrupted.has(t.name) && !driver.repeatable) {
       return { ...base, after: t.power, method: 'skipped', ms: 0, ok: false, error: 'Node-RED stopped while this target was being acted on; a one-shot command is not repeated — check it by hand' };
     }
     await req.hooks?.beforeTarget?.(t);
+    const who = label || t.name;
+    let actWaitNoted = false;
     try {
       const opts = interrupted.has(t.name) ? { ...req.options, resumed: true } : req.options;
       let actWaited = 0;
@@ -227,7 +346,11 @@ export async function runAction(driver: ActionDriver, req: ActionRequest): Promi
             const waited = Date.now() - started;
             if (!waits || s.aborted || !isNotReachable(err)) throw err;
             if (waited + pause > Math.min(waitMs, limit - 1000)) throw new NotReachable(`${(err as Error).message || String(err)} (still not reachable after waiting ${formatSeconds(waited)})`);
-            waiting.set(t.name, waitingText(label || t.name, waited));
+            if (!actWaitNoted) {
+              actWaitNoted = true;
+              note({ state: 'waiting', kind: 'reachable', target: t.name, ms: waited, text: `waiting for ${who} to come back (${(err as Error).message || String(err)}); up to ${formatSeconds(Math.min(waitMs, limit - 1000))}` });
+            }
+            waiting.set(t.name, waitingText(who, waited));
             tick();
             await abortableSleep(pause, s);
           }
@@ -235,11 +358,14 @@ export async function runAction(driver: ActionDriver, req: ActionRequest): Promi
       }).finally(() => {
         if (waiting.delete(t.name)) tick();
       });
+      if (actWaitNoted) note({ state: 'answered', kind: 'reachable', target: t.name, ms: actWaited, text: `${who} answered after ${formatSeconds(actWaited)}` });
       const waited = listWaited + (actWaited >= REACH_RETRY.firstMs ? actWaited : 0);
-      const detail = waited ? `${out.detail ?? out.method} (after waiting ${formatSeconds(waited)} for ${label || t.name} to come back)` : out.detail;
+      let detail = waited ? `${out.detail ?? out.method} (after waiting ${formatSeconds(waited)} for ${who} to come back)` : out.detail;
+      if (settled) detail = `${detail ?? out.method} (${settled.detail})`;
       return { ...base, after: out.after, method: out.method, ms: Date.now() - started, ok: true, detail };
     } catch (err) {
       const msg = (err as Error).message || String(err);
+      if (actWaitNoted) note({ state: 'gave-up', kind: 'reachable', target: t.name, ms: Date.now() - started, text: stoppedWaiting(who, Date.now() - started, req.signal, err) });
       return { ...base, after: 'unknown', method: 'skipped', ms: Date.now() - started, ok: false, error: req.signal.aborted ? `aborted: ${msg}` : msg };
     }
   };
@@ -281,6 +407,12 @@ export async function runAction(driver: ActionDriver, req: ActionRequest): Promi
 
 function waitingText(what: string, ms: number): string {
   return `waiting for ${what} to come back… ${Math.round(ms / 1000)} s`;
+}
+
+/** How a wait ended without an answer: given up (its time ran out, an error) or stopped (cancel, timeout, Node-RED stopping). */
+function stoppedWaiting(what: string, ms: number, signal: AbortSignal, err: unknown): string {
+  if (signal.aborted) return `stopped waiting for ${what} after ${formatSeconds(ms)}: ${abortError(signal).message}`;
+  return `gave up waiting for ${what} after ${formatSeconds(ms)}: ${(err as Error)?.message || String(err)}`;
 }
 
 /** A one-line summary for node status and logs: "3 off (1 forced), 1 already, 1 failed". */

@@ -24,6 +24,7 @@ import {
   RunRef,
   RunReport,
   RunTotals,
+  Settle,
 } from './types';
 
 export interface PlanOptions {
@@ -293,7 +294,8 @@ export class Plan {
     }
     if (chain.length === 0) return refuse(`the plan has no ${req.direction} phases`);
     let settled: Promise<void> | undefined;
-    if (preempts) settled = this.preempt(req);
+    let settle: Settle | null = null;
+    if (preempts) ({ settled, settle } = this.preempt(req));
     if (this.stalled) {
       // A run paused by a redeploy is replaced by this one: it must not come back after it.
       this.log('warn', `plan "${this.name}": paused run ${short(this.stalled.id)} is dropped: run of ${req.direction} started instead`);
@@ -316,11 +318,16 @@ export class Plan {
       resumed: [],
       // A startup mirrors the last shutdown: only what it turned off is started.
       ...(req.direction === 'startup' && this.restore ? { restrict: this.restore } : {}),
+      ...(settle && req.direction === 'shutdown' ? { settle } : {}),
     };
     this.record = rec;
     this.showLast = false;
     const what = `${req.dryRun ? 'dry-run of the ' : ''}${req.direction} run ${short(rec.id)}`;
     this.addTimeline(rec, 'run-started', `${what} started (${req.topic}, ${req.origin}): ${chain.map((h) => h.name).join(' → ')}`);
+    if (rec.settle) {
+      const names = [...new Set(Object.values(rec.settle.actions).flat())];
+      this.addTimeline(rec, 'settle', `the stopped startup ${short(rec.settle.from)} had asked to start ${names.join(', ')}: a start may still go through, so those found off are waited for (bounded) and shut down once up`);
+    }
     this.log('info', `plan "${this.name}": ${what} started by ${req.topic} (${req.origin})`);
     this.emit({ type: 'run-started', message: `${what} started by ${req.topic}` });
     this.startLoop(rec, new Map(chain.map((h) => [h.id, h])), settled);
@@ -333,8 +340,10 @@ export class Plan {
    * flight is aborted, phases and actions not finished are closed with the reason, and its report
    * (state cancelled, `preemptedBy`) is sent. Resolves when its loop has let go (bounded).
    */
-  private preempt(req: RunRequest): Promise<void> {
+  private preempt(req: RunRequest): { settled: Promise<void>; settle: Settle | null } {
     const old = this.record!;
+    // Read before the run is closed below: which targets its actions had asked to start.
+    const settle = !old.dryRun && old.direction === 'startup' && !req.dryRun && req.direction === 'shutdown' ? settleOf(old) : null;
     const handles = this.handles ?? new Map<string, PhaseHandle>();
     const loop = this.active ?? Promise.resolve();
     const now = this.now();
@@ -367,7 +376,8 @@ export class Plan {
     handles.get(last.id)?.finished(last, ref, report);
     this.emit({ type: 'run-report', run: ref, report, message: text });
     let timer: NodeJS.Timeout | undefined;
-    return Promise.race([loop, new Promise<void>((r) => (timer = setTimeout(r, PREEMPT_SETTLE_MS)))]).finally(() => clearTimeout(timer));
+    const settled = Promise.race([loop, new Promise<void>((r) => (timer = setTimeout(r, PREEMPT_SETTLE_MS)))]).finally(() => clearTimeout(timer));
+    return { settled, settle };
   }
 
   /** Run the requests held while the saved state was loading, in order, under the usual rules. */
@@ -661,8 +671,14 @@ export class Plan {
           previous: [...arec.results],
           interrupted: arec.started.filter((t) => !done.has(t)),
           ...restrictionFor(rec.restrict, ph.id, a.id),
+          ...(rec.settle?.actions[a.id]?.length ? { settle: { names: rec.settle.actions[a.id], since: rec.settle.at } } : {}),
           signal: phaseAc.signal,
           hooks: {
+            onWaiting: (w) => {
+              if (this.record !== rec) return;
+              this.addTimeline(rec, w.state === 'waiting' ? 'wait-started' : 'wait-ended', `${a.name}: ${w.text}`, ph.name, w.target);
+              void this.persist();
+            },
             onProgress: (p) => {
               if (this.record !== rec) return; // preempted: closed already
               arec.total = p.total;
@@ -875,6 +891,23 @@ function withoutStarted(r: Restore, startup: RunRecord): Restore {
     }
   }
   return { actions, phasesNotRun: r.phasesNotRun };
+}
+
+/**
+ * What a startup being stopped had asked its actions to start: every target marked started (that
+ * mark is written before acting), except those it found already on. A failed start is kept: it may
+ * have been accepted before it timed out. Null when there is none.
+ */
+function settleOf(startup: RunRecord): Settle | null {
+  const actions: Record<string, string[]> = {};
+  for (const p of startup.phases) {
+    for (const a of p.actions) {
+      const names = a.started.filter((n) => a.results.find((r) => r.target === n)?.method !== 'already');
+      if (names.length) actions[a.id] = [...new Set([...(actions[a.id] ?? []), ...names])];
+    }
+  }
+  // Date.now(), not the plan's clock: runAction compares it with Date.now().
+  return Object.keys(actions).length ? { at: Date.now(), from: startup.id, actions } : null;
 }
 
 /** The `only` of an action in a startup run; none (act on the selection) for actions the shutdown did not know. */

@@ -80,6 +80,22 @@ export interface RunRecord {
   restrict?: Restore;
   /** A startup run or dry-run stopped because a real shutdown took over (state `cancelled`). */
   preemptedBy?: { at: number; topic: string; origin: Origin };
+  /** Shutdown runs that stopped a startup: the targets whose start may still land (see Settle). */
+  settle?: Settle;
+}
+
+/**
+ * What a startup stopped by a shutdown had asked to start (or was starting): the platform may still
+ * carry such a start out (virsh start sent, a power-on task accepted), so the shutdown waits a
+ * bounded time for those it finds off to come up, then shuts them down.
+ */
+export interface Settle {
+  /** When the startup was stopped (ms since the epoch, Date.now()): the settle window counts from here. */
+  at: number;
+  /** The startup run that was stopped. */
+  from: string;
+  /** Per action node id, the target names. */
+  actions: Record<string, string[]>;
 }
 
 /** What a real shutdown run turned off, for the mirrored startup. */
@@ -118,6 +134,8 @@ export interface ActionStep {
   interrupted: string[];
   /** Act only on these of the selected targets (startup: what the shutdown turned off). */
   only?: string[];
+  /** Shutdown after a stopped startup: targets whose start may still land (ActionRequest.settle). */
+  settle?: { names: string[]; since: number };
   hooks: ActionHooks;
   signal: AbortSignal;
 }
