@@ -10,16 +10,21 @@
  * enters maintenance mode only once none of its VMs is powered on.
  */
 import { strict as assert } from 'node:assert';
+import * as cp from 'node:child_process';
+import * as fs from 'node:fs';
+import * as https from 'node:https';
 import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { VcsimPeer, buildVcsim } from './peers/vcsim';
 import { clientConnections } from './peers/proc';
-import { Collector, helper, sleep, statuses } from './util/red';
+import { Collector, helper, sleep, statuses, waitForStatus } from './util/red';
 import { VsphereSession } from '../lib/vsphere/session';
 import { VsphereDriver, listAll } from '../lib/vsphere/driver';
 import { testVsphere } from '../lib/vsphere/config';
-import { SoapEndpoint, VimFault } from '../lib/vsphere/soap';
+import { SoapEndpoint, SoapProtocolError, VimFault } from '../lib/vsphere/soap';
 import { ConnectError } from '../lib/net/https-client';
-import { runAction } from '../lib/actions/run';
+import { isNotReachable, runAction } from '../lib/actions/run';
 
 const vsphereNodes = [require('../nodes/upsorch-vsphere'), require('../nodes/upsorch-vsphere-action')];
 
@@ -97,6 +102,108 @@ async function power(peer: VcsimPeer): Promise<Record<string, string>> {
   try {
     const all = await listAll(s);
     return Object.fromEntries([...all.vms, ...all.hosts].map((t) => [t.name, t.info?.kind === 'host' && t.info.maintenance ? `${t.power}+maintenance` : t.power]));
+  } finally {
+    await s.close();
+  }
+}
+
+/** A loopback port with nothing listening (for now). */
+function closedPort(): Promise<number> {
+  return new Promise((res) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => res(p));
+    });
+  });
+}
+
+/** A self-signed certificate for 127.0.0.1, so vcsim and its front can serve the same one. */
+function selfSigned(): { cert: string; key: string } {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'upsorch-vc-cert-'));
+  try {
+    cp.execFileSync(
+      'openssl',
+      ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem'), '-days', '2', '-subj', '/CN=vcenter-boot', '-addext', 'subjectAltName=IP:127.0.0.1'],
+      { stdio: 'ignore', timeout: 15_000 },
+    );
+    return { cert: fs.readFileSync(path.join(dir, 'cert.pem'), 'utf8'), key: fs.readFileSync(path.join(dir, 'key.pem'), 'utf8') };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * vcsim behind a loopback front that plays a vCenter booting after an outage: `down` (nothing
+ * listening: connection refused), `starting` (its reverse proxy is up but vpxd is not: every request
+ * gets rhttpproxy's 503, with vcsim's certificate), `up` (the bytes go through to vcsim).
+ */
+class BootingVcenter {
+  mode: 'down' | 'starting' | 'up' = 'down';
+  /** 503 answers sent while starting. */
+  unavailable = 0;
+  private server: net.Server | null = null;
+  private readonly sockets = new Set<net.Socket>();
+  private readonly proxy: https.Server;
+
+  private constructor(
+    readonly port: number,
+    private readonly to: number,
+    tlsPair: { cert: string; key: string },
+  ) {
+    this.proxy = https.createServer(tlsPair, (req, res) => {
+      req.resume();
+      this.unavailable++;
+      res.writeHead(503, 'Service Unavailable', { 'Content-Type': 'text/plain', Connection: 'close' });
+      res.end('503 Service Unavailable (Failed to connect to endpoint: [N7Vmacore4Http20NamedPipeServiceSpecE:0x0000] _serverNamespace = /sdk action = Allow _pipeName =/var/run/vmware/proxy-sdk.sock)');
+    });
+    this.proxy.on('tlsClientError', () => undefined);
+  }
+
+  static async create(to: number, tlsPair: { cert: string; key: string }): Promise<BootingVcenter> {
+    return new BootingVcenter(await closedPort(), to, tlsPair);
+  }
+
+  get url(): string {
+    return `https://127.0.0.1:${this.port}/sdk`;
+  }
+
+  async set(mode: 'down' | 'starting' | 'up'): Promise<void> {
+    this.mode = mode;
+    for (const s of this.sockets) s.destroy(); // a new phase: connections made in the old one go
+    if (mode === 'down') return this.close();
+    if (this.server) return;
+    const server = net.createServer((sock) => {
+      this.sockets.add(sock);
+      sock.on('close', () => this.sockets.delete(sock));
+      sock.on('error', () => undefined);
+      if (this.mode === 'starting') return void this.proxy.emit('connection', sock);
+      const up = net.connect(this.to, '127.0.0.1');
+      this.sockets.add(up);
+      up.on('close', () => this.sockets.delete(up));
+      up.on('error', () => sock.destroy());
+      sock.pipe(up).pipe(sock);
+    });
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.port, '127.0.0.1', () => resolve());
+    });
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    const server = this.server;
+    this.server = null;
+    if (server) await new Promise<void>((r) => server.close(() => r()));
+  }
+}
+
+/** Power a VM off before a startup test (vcsim starts every VM powered on). */
+async function powerOff(peer: VcsimPeer, name: string): Promise<void> {
+  const s = await session(peer);
+  try {
+    const r = await runAction(new VsphereDriver(s, { kind: 'vm', pollMs: 200 }), { ...shutdownRequest(), selection: { names: [name] }, options: { operation: 'stop', timeoutMs: 10_000, force: true } });
+    assert.equal(r.ok, true, JSON.stringify(r));
   } finally {
     await s.close();
   }
@@ -494,6 +601,71 @@ describe('vSphere actions against vcsim (VMware vCenter / ESXi simulator)', func
       for (let i = 0; i < 30 && clientConnections(peer.port) > 0; i++) await sleep(100);
       assert.equal(clientConnections(peer.port), 0);
       assert.equal((await power(peer))['hang-legacy'], 'on');
+    });
+  });
+
+  describe('startup after an outage', () => {
+    it('vCenter still booting (connection refused, then 503 while vpxd starts): the startup waits, says so, and powers the VM on once it answers', async () => {
+      const cert = selfSigned();
+      peer = await VcsimPeer.start({ args: VPX_ARGS, cert });
+      await powerOff(peer, 'web-1');
+      const front = await BootingVcenter.create(peer.port, cert);
+      try {
+        await load({ peer, conn: { url: front.url }, action: { names: ['web-1'] } });
+        const out = new Collector('out');
+        const from = out.received.length;
+        helper.getNode('act').receive({ topic: 'startup' });
+        await waitForStatus('act', (st) => st.fill === 'yellow' && /^start: waiting for vCenter sim to come back… \d+ s$/.test(st.text ?? ''), 10_000);
+        await front.set('starting');
+        for (let i = 0; i < 100 && front.unavailable === 0; i++) await sleep(100);
+        assert.ok(front.unavailable > 0, 'the startup asked while vpxd was starting');
+        assert.equal(statuses('act').pop()?.fill, 'yellow', 'a 503 is waited for, not a failure');
+        await front.set('up');
+        const report = (await out.waitFor((m) => m.topic === 'action-report', 30_000, from, 'the action report')).msg.payload;
+        assert.equal(report.ok, true, JSON.stringify(report));
+        const r = byName(report)['web-1'];
+        assert.equal(r.method, 'graceful');
+        assert.equal(r.before, 'off');
+        assert.match(r.detail, /^powered on \(after waiting [0-9.]+ s for vCenter sim to come back\)$/);
+        assert.equal((await power(peer))['web-1'], 'on');
+        await waitForStatus('act', (st) => st.fill === 'green');
+      } finally {
+        await helper.unload();
+        await front.close();
+      }
+    });
+
+    it('a wrong password or a certificate that does not match the pin fails the startup at once: waiting would not fix it', async () => {
+      peer = await vcenter();
+      await powerOff(peer, 'web-1');
+      await load({ peer, action: { names: ['web-1'] }, creds: { password: 'Not-The-Pass-42' } });
+      let t0 = Date.now();
+      const refused = await request({ topic: 'startup' });
+      assert.ok(Date.now() - t0 < 1900, `failed after ${Date.now() - t0} ms (the first retry would be after 2 s)`);
+      assert.equal(refused.ok, false);
+      assert.equal(refused.error, 'vSphere refused the login of "admin": wrong username or password');
+      assert.ok(!statuses('act').some((st) => /waiting/.test(st.text ?? '')), JSON.stringify(statuses('act')));
+      await helper.unload();
+
+      const wrong = (await peer.fingerprint()).replace(/^./, (c) => (c === 'A' ? 'B' : 'A'));
+      await load({ peer, fingerprint: wrong, action: { names: ['web-1'] } });
+      t0 = Date.now();
+      const impostor = await request({ topic: 'startup' });
+      assert.ok(Date.now() - t0 < 1900, `failed after ${Date.now() - t0} ms`);
+      assert.match(impostor.error, /^certificate fingerprint mismatch at 127\.0\.0\.1:\d+/);
+      assert.equal((await power(peer))['web-1'], 'off');
+    });
+
+    it('what counts as "not reachable yet": socket errors, 502/503/504 without SOAP, a vCenter that cannot reach the host; never a login, privilege or certificate fault', () => {
+      peer = undefined;
+      assert.equal(isNotReachable(new ConnectError('connection refused', 'ECONNREFUSED')), true);
+      assert.equal(isNotReachable(new SoapProtocolError('503', 503)), true);
+      assert.equal(isNotReachable(new SoapProtocolError('not SOAP', 200)), false);
+      assert.equal(isNotReachable(new SoapProtocolError('not found', 404)), false);
+      for (const f of ['HostNotConnected', 'HostNotReachable', 'HostCommunication']) assert.equal(isNotReachable(new VimFault(f, f)), true, f);
+      for (const f of ['InvalidLogin', 'NoPermission', 'NotAuthenticated', 'InvalidState', 'RestrictedVersion']) assert.equal(isNotReachable(new VimFault(f, f)), false, f);
+      assert.equal(isNotReachable(new ConnectError('pin', 'FINGERPRINT_MISMATCH')), false);
+      assert.equal(isNotReachable(new ConnectError('untrusted', 'CERT_UNTRUSTED')), false);
     });
   });
 

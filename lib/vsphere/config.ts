@@ -85,6 +85,7 @@ export function vsphereSettings(c: VsphereConnectionConfig, creds: VsphereCreden
     tls: { verify: c.tlsVerify, fingerprint: c.tlsFingerprint || undefined },
     timeoutMs: c.timeout * 1000,
     pageSize: c.pageSize,
+    label: c.name || parseEndpoint(c.url).host,
   };
 }
 

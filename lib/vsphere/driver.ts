@@ -15,6 +15,7 @@
  * exit maintenance mode.
  */
 import { ActOptions, ActOutcome, ActionDriver, Operation, PowerState, Target, formatSeconds } from '../actions/contract';
+import { NotReachable } from '../actions/run';
 import { ConnectError } from '../net/https-client';
 import { HostInfo, VmInfo, missingPrivileges, readInventory, readLicences } from './inventory';
 import { MoRef, SoapProtocolError, VimFault, parseRef, text, xsiType } from './soap';
@@ -153,6 +154,11 @@ export class VsphereDriver implements ActionDriver {
     this.watcher = new Watcher(session, o.pollMs ?? 1000);
   }
 
+  /** What the action talks to, for "waiting for vcenter to come back" (lib/actions/run.ts). */
+  get label(): string {
+    return this.session.label;
+  }
+
   async list(signal: AbortSignal, operation?: Operation): Promise<Target[]> {
     const inv = await readInventory(this.session, signal);
     this.vms = new Map(inv.vms.map((v) => [v.ref.value, v]));
@@ -188,7 +194,7 @@ export class VsphereDriver implements ActionDriver {
   }
 
   private async fresh<T extends 'VirtualMachine' | 'HostSystem'>(type: T, id: string, signal: AbortSignal): Promise<Record<string, unknown>> {
-    const paths = type === 'VirtualMachine' ? ['runtime.powerState', 'guest.toolsRunningStatus'] : ['runtime.powerState', 'runtime.inMaintenanceMode', 'runtime.connectionState'];
+    const paths = type === 'VirtualMachine' ? ['runtime.powerState', 'guest.toolsRunningStatus', 'runtime.connectionState'] : ['runtime.powerState', 'runtime.inMaintenanceMode', 'runtime.connectionState'];
     const got = await this.session.properties(type, [{ type, value: id }], paths, signal);
     const o = got.get(id);
     if (!o) throw new Error(`${type === 'VirtualMachine' ? 'VM' : 'host'} ${id} no longer exists`);
@@ -333,6 +339,11 @@ export class VsphereDriver implements ActionDriver {
         return { method: 'graceful', after: 'suspended', detail: 'suspended' };
       case 'start': {
         if (power === 'poweredOn') return { method: 'already', after: 'on', detail: 'already on' };
+        // After an outage vCenter is often up before the ESXi hosts (or the NAS holding the
+        // datastore) are back: its VMs are disconnected / inaccessible until then. The startup waits.
+        const conn = String(p['runtime.connectionState'] ?? 'connected');
+        if (conn === 'disconnected') throw new NotReachable(`${t.name}: its host is not connected to vCenter (yet)`);
+        if (conn === 'inaccessible') throw new NotReachable(`${t.name}: its files are inaccessible (datastore not mounted yet?)`);
         const t0 = Date.now();
         await this.task('PowerOnVM_Task', ref, '', taskMs, signal, `powering ${t.name} on`);
         if (!x.waitForTools) return { method: 'graceful', after: 'on', detail: power === 'suspended' ? 'resumed' : 'powered on' };

@@ -20,6 +20,8 @@ export interface VsphereSettings {
   pageSize?: number;
   /** Parallel HTTPS connections (default 16). */
   maxSockets?: number;
+  /** What to call the server in messages ("waiting for vcenter to come back"): the connection's name or host. */
+  label?: string;
 }
 
 export interface Endpoint {
@@ -129,6 +131,11 @@ export class VsphereSession {
 
   get where(): string {
     return this.http.where;
+  }
+
+  /** The connection's name, else its host. */
+  get label(): string {
+    return this.settings.label || this.endpoint.host;
   }
 
   /** SOAP requests sent so far. */

@@ -10,8 +10,18 @@ export interface MoRef {
   value: string;
 }
 
+/**
+ * Faults of a vCenter that cannot talk to the ESXi host of the object yet (the host is still
+ * booting or reconnecting after an outage): waiting fixes them, so a startup waits (see
+ * isNotReachable in lib/actions/run.ts). HostNotConnected and HostNotReachable are subtypes of
+ * HostCommunication; a fault's xsi:type is its most derived type.
+ */
+const HOST_NOT_REACHABLE_FAULTS = new Set(['HostCommunication', 'HostNotConnected', 'HostNotReachable']);
+
 /** A SOAP fault from the server: `faultType` is the vim25 fault name (InvalidLogin, NotAuthenticated…). */
 export class VimFault extends Error {
+  /** An answer from the server: never "not reachable", except for the host-communication faults. */
+  readonly notReachable: boolean;
   constructor(
     readonly faultType: string,
     message: string,
@@ -19,12 +29,20 @@ export class VimFault extends Error {
   ) {
     super(message);
     this.name = 'VimFault';
+    this.notReachable = HOST_NOT_REACHABLE_FAULTS.has(faultType);
   }
 }
 
-/** An answer that is neither a result nor a SOAP fault (a proxy's error page, a wrong URL). */
+/**
+ * An answer that is neither a result nor a SOAP fault (a proxy's error page, a wrong URL). Its
+ * HTTP `status` lets a 503 of a vCenter whose services are still starting (the reverse proxy's
+ * "Failed to connect to endpoint" while vpxd starts) count as not reachable yet.
+ */
 export class SoapProtocolError extends Error {
-  constructor(message: string) {
+  constructor(
+    message: string,
+    readonly status?: number,
+  ) {
     super(message);
     this.name = 'SoapProtocolError';
   }
@@ -148,19 +166,25 @@ export class SoapEndpoint {
     if (setCookie) this.cookie = setCookie.split(';')[0];
     const isXml = /^\s*</.test(res.body);
     if (!isXml) {
-      throw new SoapProtocolError(`${this.http.where}${this.path} answered HTTP ${res.status} ${res.statusText} without SOAP (is this a vCenter/ESXi /sdk URL?)`);
+      const starting = res.status === 502 || res.status === 503 || res.status === 504;
+      throw new SoapProtocolError(
+        starting
+          ? `${this.http.where}${this.path} answered HTTP ${res.status} ${res.statusText}: its services are not up yet (vCenter / ESXi still starting?)`
+          : `${this.http.where}${this.path} answered HTTP ${res.status} ${res.statusText} without SOAP (is this a vCenter/ESXi /sdk URL?)`,
+        res.status,
+      );
     }
     let doc: Record<string, any>;
     try {
       doc = parser.parse(res.body);
     } catch (err) {
-      throw new SoapProtocolError(`${this.http.where}${this.path}: unreadable SOAP answer (${(err as Error).message})`);
+      throw new SoapProtocolError(`${this.http.where}${this.path}: unreadable SOAP answer (${(err as Error).message})`, res.status);
     }
     const bodyEl = doc?.Envelope?.Body;
-    if (!bodyEl) throw new SoapProtocolError(`${this.http.where}${this.path} answered HTTP ${res.status} with XML that is not SOAP`);
+    if (!bodyEl) throw new SoapProtocolError(`${this.http.where}${this.path} answered HTTP ${res.status} with XML that is not SOAP`, res.status);
     if (bodyEl.Fault) throw parseFault(bodyEl.Fault);
     const out = bodyEl[`${method}Response`];
-    if (out === undefined) throw new SoapProtocolError(`${this.http.where}: no ${method}Response in the answer (HTTP ${res.status})`);
+    if (out === undefined) throw new SoapProtocolError(`${this.http.where}: no ${method}Response in the answer (HTTP ${res.status})`, res.status);
     return typeof out === 'object' && out !== null ? out : {};
   }
 }
