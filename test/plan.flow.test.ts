@@ -190,15 +190,28 @@ describe('a plan of phases with real SSH and libvirt actions', function () {
 
   it('Node-RED restarts mid-run: the run resumes where it stopped, and no target is acted on twice', async () => {
     const [a, s] = await domains(['web', 'stubborn']);
-    const flow = homelab([a, s], { vms: { timeout: 4 } });
+    const flow = homelab([a, s], { vms: { timeout: 6 } });
     let out = await load(flow);
+    const file = path.join(userDir, 'ups-orchestrator', 'plan-plan.json');
+    const onDisk = (): any => {
+      try {
+        return JSON.parse(fs.readFileSync(file, 'utf8')).run;
+      } catch {
+        return null; // not written yet
+      }
+    };
     helper.getNode('p1').receive({ topic: 'shutdown' });
     await sshd.waitForCommand((c) => c.endsWith(`shutdown --domain ${s}`));
-    await sleep(300);
-    await helper.unload(); // Node-RED stops while the stubborn domain is still "shutting down"
-    const saved = JSON.parse(fs.readFileSync(path.join(userDir, 'ups-orchestrator', 'plan-plan.json'), 'utf8')).run;
+    // Stop Node-RED once the run record says web is done and the stubborn domain is still "shutting down".
+    await waitUntil(`${a} done in the run record`, 20_000, () => !!onDisk()?.phases[0].actions[0]?.results.some((x: any) => x.target === a));
+    await helper.unload();
+    const saved = onDisk();
     assert.equal(saved.state, 'running');
     assert.equal(saved.phases[0].state, 'running');
+    const vms = saved.phases[0].actions[0];
+    assert.deepEqual(vms.results.map((x: any) => [x.target, x.method]), [[a, 'graceful']]);
+    assert.ok(vms.started.includes(s), 'the stubborn domain was being acted on when Node-RED stopped');
+    assert.equal(await lv.state(s), 'running', 'and it was still running');
     out = await load(flow); // ...and starts again with the same user dir
     const r = await report(out.last);
     assert.equal(r.state, 'done');
@@ -209,8 +222,14 @@ describe('a plan of phases with real SSH and libvirt actions', function () {
     assert.equal(count(new RegExp(`shutdown --domain ${a}$`)), 1, `${a} was asked to shut down once: ${cmds.join(' | ')}`);
     assert.equal(count(/synoshutdown -s/), 1, 'the NAS once');
     assert.equal(count(/^poweroff$/), 1, 'the host once');
-    assert.equal(await lv.state(s), 'shut off');
     assert.equal(results(r)[a].method, 'graceful');
+    // The interrupted domain: virsh shutdown is harmless to repeat, so the resumed run asks again,
+    // waits its timeout once more, and destroys it.
+    assert.equal(results(r)[s].method, 'forced', JSON.stringify(results(r)[s]));
+    assert.equal(results(r)[s].ok, true);
+    assert.equal(count(new RegExp(`shutdown --domain ${s}$`)), 2, `asked before and after the restart: ${cmds.join(' | ')}`);
+    assert.equal(count(new RegExp(`destroy --domain ${s}$`)), 1, 'destroyed once, after the restart');
+    assert.equal(await lv.state(s), 'shut off');
   });
 
   it('startup runs the phases in mirrored order and starts the domains', async () => {
@@ -251,6 +270,67 @@ describe('a plan of phases with real SSH and libvirt actions', function () {
     assert.ok(!warned.some((w: string) => /in progress/.test(w)), warned.join('\n'));
     assert.ok(!sshd.commands().some((c) => / start --domain /.test(c)), 'no VM was started');
     assert.ok(sshd.commands().includes('poweroff'), 'the host was shut down');
+  });
+
+  it('power fails again while virsh start is on its way: the start lands after the shutdown listed the domain; the shutdown waits for it and shuts it down', async () => {
+    const [d] = await domains(['late']);
+    // A virsh on this machine's PATH that plays a hypervisor which accepted the start: the start
+    // lands 1.5 s later whatever becomes of the virsh call we are waiting on (killed on abort).
+    const bin = fs.mkdtempSync(path.join(os.tmpdir(), 'upsorch-virsh-'));
+    const sent = path.join(bin, 'starts.log');
+    fs.writeFileSync(
+      path.join(bin, 'virsh'),
+      [
+        '#!/bin/sh',
+        'case "$2" in test*) ;; *) echo "test virsh: test URIs only" >&2; exit 126 ;; esac',
+        'if [ "$3" = start ] && [ "$4" = --domain ]; then',
+        `  echo "$5" >> '${sent}'`,
+        '  ( sleep 1.5; exec /usr/bin/virsh "$@" ) </dev/null >/dev/null 2>&1 &',
+        '  exec sleep 8',
+        'fi',
+        'exec /usr/bin/virsh "$@"',
+        '',
+      ].join('\n'),
+      { mode: 0o755 },
+    );
+    const PATH = process.env.PATH;
+    process.env.PATH = `${bin}:${PATH}`;
+    try {
+      const flow = [
+        { id: 'plan', type: 'upsorch-plan', name: 'homelab', armed: true, allowRemote: false, stateDir: '' },
+        phase('p1', 'VMs', ['a-vms'], ['out1']),
+        libvirt('a-vms', [d], { connection: 'local', sshHost: '' }),
+        { id: 'out1', type: 'helper' },
+      ];
+      await helper.load(NODES, flow, {});
+      const out = new Collector('out1');
+      const runReport = async (direction: string) => (await out.waitFor((m) => m.topic === 'run-report' && m.payload.direction === direction, 60_000, out.messages.length, `the ${direction} report`)).msg.payload;
+      let pending = runReport('shutdown');
+      helper.getNode('p1').receive({ topic: 'shutdown' });
+      assert.equal((await pending).state, 'done');
+      assert.equal(await lv.state(d), 'shut off');
+      // Mains returns: virsh start is sent…
+      const stopped = runReport('startup');
+      helper.getNode('p1').receive({ topic: 'restore' });
+      await waitUntil('virsh start to be sent', 20_000, () => fs.existsSync(sent) && fs.readFileSync(sent, 'utf8').includes(d));
+      assert.equal(await lv.state(d), 'shut off', 'not started yet');
+      // …and the power fails again before it has landed.
+      pending = runReport('shutdown');
+      helper.getNode('p1').receive({ topic: 'shutdown' });
+      const s = await stopped;
+      assert.equal(s.state, 'cancelled');
+      const r = await pending;
+      assert.equal(r.state, 'done', JSON.stringify(r.phases, null, 1));
+      const res = results(r)[d];
+      assert.equal(res.method, 'graceful', JSON.stringify(res));
+      assert.match(res.detail, /came up .* into this run: the start the stopped startup had asked for went through/);
+      assert.ok(r.timeline.some((t: any) => t.event === 'wait-started' && t.target === d), 'the wait is in the timeline');
+      await sleep(2500); // longer than the start takes to land: nothing comes up behind the shutdown
+      assert.equal(await lv.state(d), 'shut off', 'the domain stays off');
+    } finally {
+      process.env.PATH = PATH;
+      fs.rmSync(bin, { recursive: true, force: true });
+    }
   });
 
   it('wrong host key, wrong client key, unreachable host, a hanging command: clear errors in bounded time; "continue" goes on, "stop" ends the plan', async () => {
@@ -334,6 +414,11 @@ describe('a plan of phases with real SSH and libvirt actions', function () {
       assert.equal(r.direction, 'startup');
       assert.deepEqual(r.phases.map((p: any) => [p.name, p.state]), [['host', 'done'], ['NAS', 'done'], ['VMs', 'done']], JSON.stringify(r.phases, null, 1));
       assert.ok(Date.now() - t0 >= 3000, 'the run waited for the host');
+      // The run report tells the story: when the wait began, and when kvm1 answered.
+      const waits = r.timeline.filter((t: any) => t.phase === 'host' && (t.event === 'wait-started' || t.event === 'wait-ended')).map((t: any) => `${t.event} ${t.text}`);
+      assert.equal(waits.length, 2, waits.join('\n'));
+      assert.match(waits[0], /^wait-started kvm1 host: waiting for kvm1 to come back \(/);
+      assert.match(waits[1], /^wait-ended kvm1 host: kvm1 answered after \d+(\.\d)? s$/);
       const res = results(r);
       assert.match(res.kvm1.detail, /^kvm1 is back: SSH login works/);
       assert.equal(res.NAS.method, 'already', 'the NAS was up by the time its phase ran');
