@@ -5,11 +5,10 @@
  * run report at the end. No Node-RED in here: phases and actions are handed in as handles.
  */
 import { randomUUID } from 'crypto';
-import { readFileSync } from 'fs';
-import * as os from 'os';
 import { Interrupted, TargetResult, abortError, abortableSleep, formatSeconds } from '../actions/contract';
 import { ActionReport, summarise } from '../actions/run';
 import { PlanFile, PlanStore } from './store';
+import { bootStamp, bootTime, readBootId, restartedSince } from '../machine/boot';
 import {
   ActionHandle,
   ActionRecord,
@@ -121,19 +120,14 @@ export class Plan {
     this.store = o.store;
     this.now = o.now ?? Date.now;
     this.log = o.log ?? (() => undefined);
-    this.bootTime = o.bootTime ?? (() => Date.now() - os.uptime() * 1000);
+    this.bootTime = o.bootTime ?? bootTime;
     this.bootId = (o.bootId ?? readBootId)();
     this.phaseMarginMs = o.phaseMarginMs ?? PHASE_MARGIN_MS;
   }
 
-  /**
-   * Did the machine itself restart since `saved` was written? The boot id says so for certain; the
-   * clock is only the fallback (a Raspberry Pi without RTC boots with an old clock, which would
-   * make a power cut look like a mere Node-RED restart).
-   */
+  /** Did the machine itself restart since `saved` was written (lib/machine/boot.ts)? */
   private machineRestartedSince(saved: PlanFile): boolean {
-    if (saved.bootId && this.bootId) return saved.bootId !== this.bootId;
-    return saved.savedAt !== undefined && saved.savedAt < this.bootTime();
+    return restartedSince(saved, { bootId: this.bootId, bootTime: this.bootTime });
   }
 
   /** Load saved state. Returns the run that was in progress when Node-RED stopped, if any. */
@@ -818,8 +812,7 @@ export class Plan {
         run: this.record,
         restore: this.restore,
         queued: this.queued?.req ?? null,
-        savedAt: this.now(),
-        ...(this.bootId ? { bootId: this.bootId } : {}),
+        ...bootStamp({ bootId: this.bootId }, this.now()),
       });
       if (this.persistFailed) this.log('info', `plan "${this.name}": the run record is written again`);
       this.persistFailed = false;
@@ -916,16 +909,6 @@ function restrictionFor(r: Restore | undefined, phaseId: string, actionId: strin
   if (r.actions[actionId]) return { only: r.actions[actionId] };
   if (r.phasesNotRun.includes(phaseId)) return { only: [] };
   return {};
-}
-
-/** The kernel's id of this boot; null where it cannot be read (not Linux, no /proc). */
-function readBootId(): string | null {
-  try {
-    const id = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
-    return id || null;
-  } catch {
-    return null;
-  }
 }
 
 export function refOf(rec: RunRecord): RunRef {
