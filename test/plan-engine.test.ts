@@ -12,7 +12,7 @@ import { Plan } from '../lib/plan/runner';
 import { PlanStore } from '../lib/plan/store';
 import { chainFor } from '../lib/plan/chain';
 import { ActionHandle, PhaseHandle, PhaseRecord, PhaseSettings, RunEvent, RunRecord, RunReport } from '../lib/plan/types';
-import { ActionDriver, ActOptions, Target, TargetSelection, abortableSleep, gracefulThenForce } from '../lib/actions/contract';
+import { ActionDriver, ActOptions, Interrupted, Target, TargetSelection, abortableSleep, gracefulThenForce } from '../lib/actions/contract';
 import { NotReachable, actionBudgetMs, runAction } from '../lib/actions/run';
 
 /** An in-memory platform: targets with power states; shutdown takes `delayMs`; names in `stuck` ignore it. */
@@ -518,6 +518,32 @@ describe('plan run machinery (lib/plan)', () => {
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(plan.lastRun()!.id, report.id, 'no startup followed');
     assert.deepEqual(inv.calls, ['shutdown a', 'shutdown b']);
+  });
+
+  it('a real shutdown paused by a redeploy is not replaced by a dry-run pressed meanwhile; it resumes when its node is back', async () => {
+    const inv = new Inventory(['vm1']);
+    let redeployed = true;
+    const flaky: ActionHandle = {
+      id: 'vms',
+      name: 'vms',
+      budgetMs: () => 10_000,
+      // The first time, the action node is redeployed under the run (Interrupted); then it is back.
+      perform: (step) => (redeployed ? ((redeployed = false), Promise.reject(new Interrupted())) : action('vms', inv, ['vm1']).perform(step)),
+    };
+    const phases = [phase('vms', [flaky])];
+    const plan = newPlan();
+    plan.request({ direction: 'shutdown', dryRun: false, origin: 'local', topic: 'shutdown' }, resolver(phases));
+    await until(() => !plan.running() && plan.lastRun()?.state === 'running');
+    const dry = plan.request({ direction: 'shutdown', dryRun: true, origin: 'remote', topic: 'dry-run' }, resolver(phases));
+    assert.equal(dry.started, false, 'the dry-run does not replace the paused shutdown');
+    assert.match((dry as { reason: string }).reason, /\(shutdown\) is in progress/);
+    const report = reportOf(plan);
+    assert.equal(plan.resumeStalled((id) => phases.find((p) => p.id === id)), true);
+    const done = await report;
+    assert.equal(done.direction, 'shutdown');
+    assert.equal(done.dryRun, false);
+    assert.equal(done.state, 'done');
+    assert.deepEqual(inv.calls, ['shutdown vm1']);
   });
 
   it('a dry-run or a second startup during a startup is still refused', async () => {

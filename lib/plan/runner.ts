@@ -189,6 +189,11 @@ export class Plan {
     return this.record?.state === 'running' && this.active ? refOf(this.record) : null;
   }
 
+  /** The run in progress, or one paused by a redeploy (it resumes when its nodes are back): a dry-run must not replace a paused real shutdown. */
+  private inProgress(): RunRef | null {
+    return this.running() ?? (this.stalled && this.stalled === this.record ? refOf(this.stalled) : null);
+  }
+
   /** The current or last run record (a copy). */
   /**
    * The longest the phases may take, one after another: each phase's own timeout, or the one derived
@@ -246,7 +251,7 @@ export class Plan {
       this.log(queued ? 'info' : 'warn', `plan "${this.name}": ${req.dryRun ? 'dry-run' : req.direction} (${req.topic}, ${req.origin}) ${queued ? 'queued' : 'not started'}: ${reason}`);
       const what = req.dryRun ? 'dry-run' : req.direction;
       // A shutdown asked for while a real shutdown runs is no news: that run is doing it.
-      const running = this.running();
+      const running = this.inProgress();
       const duplicate = what === 'shutdown' && !!running && running.direction === 'shutdown' && !running.dryRun;
       this.emit({ type: queued ? 'run-queued' : 'run-refused', refused: { what, reason, by: req.origin, duplicate }, message: `${what} ${queued ? 'queued' : 'not started'}: ${reason}` });
       return { started: false, queued, reason };
@@ -268,7 +273,7 @@ export class Plan {
       void this.persist();
     }
     if (!req.dryRun && !this.armed) return refuse('the plan is disarmed');
-    const cur = this.running();
+    const cur = this.inProgress();
     // A real shutdown never waits behind a startup or a dry-run (the power may be failing again), and a
     // real startup never waits behind a dry-run (the restore comes once; a dry-run changes nothing).
     const preempts = !!cur && !req.dryRun && (cur.dryRun || (req.direction === 'shutdown' && cur.direction === 'startup'));
