@@ -22,6 +22,8 @@ export interface ActionSpec {
   connectTimeoutMs: number;
   /** Bound for one target; default options.timeoutMs + 60 s. */
   targetTimeoutMs?: number;
+  /** Startup: how long the platform is waited for (listing and reaching targets); default the per-target bound. */
+  reachableWaitMs?: number;
   /** Expected number of targets for the phase's timeout until the action has listed them (explicit names count; else this). */
   expectedTargets?: number;
   /** Topics this node reads its own way, over the shared ones (UPS command: `command` is a direction). */
@@ -85,6 +87,7 @@ export function setupActionNode(RED: NodeAPI, node: ActionNode, spec: ActionSpec
         concurrency: spec.concurrency,
         connectTimeoutMs: spec.connectTimeoutMs,
         targetTimeoutMs: spec.targetTimeoutMs,
+        reachableWaitMs: spec.reachableWaitMs,
         previous: extra.previous,
         interrupted: extra.interrupted,
         only: extra.only,
@@ -97,7 +100,7 @@ export function setupActionNode(RED: NodeAPI, node: ActionNode, spec: ActionSpec
             extra.hooks?.onProgress?.(p);
             if (closing) return;
             if (p.waiting) node.status({ fill: 'yellow', shape: 'ring', text: shortStatus(`${prefix}: ${p.waiting}`) });
-            else node.status({ fill: 'blue', shape: 'dot', text: `${prefix}: running ${p.done}/${p.total}${p.failed ? `, ${p.failed} failed` : ''}` });
+            else node.status({ fill: 'blue', shape: 'dot', text: `${prefix}: running ${p.done}/${p.total ?? '?'}${p.failed ? `, ${p.failed} failed` : ''}` });
           },
         },
       });
@@ -113,12 +116,29 @@ export function setupActionNode(RED: NodeAPI, node: ActionNode, spec: ActionSpec
     }
   };
 
-  const budget = (targets?: number): number => {
+  // The phase step being performed: a budget asked for meanwhile fits its direction and its settle.
+  let current: ActionStep | null = null;
+  const budget = (targets?: number, direction?: Direction): number => {
     if (!spec) return 0;
-    const op = spec.operationFor('shutdown');
+    const run = direction === undefined || direction === current?.run.direction ? current : null;
+    const dir = direction ?? current?.run.direction ?? 'shutdown';
+    const op = spec.operationFor(dir);
+    if (op === 'none') return 0; // nothing to do in this direction: not even a connect
     // Resolved targets when the run knows them; else explicit names, or the node's guess for a pattern.
     const n = targets !== undefined ? Math.max(targets, 1) : Math.max(spec.selection.names?.length ?? 0, spec.expectedTargets ?? 1, 1);
-    return actionBudgetMs({ options: spec.options(op), concurrency: spec.concurrency, connectTimeoutMs: spec.connectTimeoutMs, targetTimeoutMs: spec.targetTimeoutMs }, n);
+    return actionBudgetMs(
+      {
+        options: spec.options(op),
+        concurrency: spec.concurrency,
+        connectTimeoutMs: spec.connectTimeoutMs,
+        targetTimeoutMs: spec.targetTimeoutMs,
+        reachableWaitMs: spec.reachableWaitMs,
+        direction: dir,
+        dryRun: run?.run.dryRun,
+        settle: run?.settle,
+      },
+      n,
+    );
   };
 
   // What the phase knows before this action runs (pending) or when it never will (skipped).
@@ -139,7 +159,13 @@ export function setupActionNode(RED: NodeAPI, node: ActionNode, spec: ActionSpec
       if (!spec) throw new Error(configError ?? 'invalid configuration');
       const op = spec.operationFor(step.run.direction);
       shown = '';
-      const report = await execute(op, step.run.dryRun, { ...step, direction: step.run.direction }, step.signal);
+      current = step;
+      let report: ActionReport;
+      try {
+        report = await execute(op, step.run.dryRun, { ...step, direction: step.run.direction }, step.signal);
+      } finally {
+        if (current === step) current = null;
+      }
       if (!closing) node.send({ topic: 'action-report', payload: report, run: step.run, phase: step.phase } as NodeMessage);
       return report;
     },

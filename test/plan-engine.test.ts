@@ -12,8 +12,8 @@ import { Plan } from '../lib/plan/runner';
 import { PlanStore } from '../lib/plan/store';
 import { chainFor } from '../lib/plan/chain';
 import { ActionHandle, PhaseHandle, PhaseRecord, PhaseSettings, RunEvent, RunRecord, RunReport } from '../lib/plan/types';
-import { ActionDriver, ActOptions, Interrupted, Target, TargetSelection, abortableSleep, gracefulThenForce } from '../lib/actions/contract';
-import { NotReachable, actionBudgetMs, runAction } from '../lib/actions/run';
+import { ActionDriver, ActOptions, Interrupted, Target, TargetSelection, abortableSleep, gracefulThenForce, withTimeout } from '../lib/actions/contract';
+import { ActionProgress, ActionRequest, NotReachable, actionBudgetMs, runAction } from '../lib/actions/run';
 
 /** An in-memory platform: targets with power states; shutdown takes `delayMs`; names in `stuck` ignore it. */
 class Inventory {
@@ -327,11 +327,135 @@ describe('plan run machinery (lib/plan)', () => {
     assert.match(of('nas')[1], /^wait-ended nas: nas1 answered after \d+(\.\d)? s$/);
     assert.equal(r.timeline.find((t) => t.event === 'wait-started' && t.text.startsWith('nas:'))?.target, 'nas1', 'a wait for one target names it');
     assert.equal(of('old').length, 2, waits.join('\n'));
-    assert.match(of('old')[1], /^wait-ended old: gave up waiting for old1 after \d+(\.\d)? s: old1: connection refused \(still not reachable after waiting/);
+    assert.match(of('old')[1], /^wait-ended old: gave up waiting for old1 after \d+(\.\d)? s: old1 did not come back within 3 s: old1: connection refused$/);
     const res = Object.fromEntries(r.phases[0].actions.flatMap((a) => a.results).map((x) => [x.target, x]));
     assert.equal(res.kvm1.ok, true);
     assert.equal(res.nas1.ok, true);
     assert.equal(res.old1.ok, false);
+  });
+
+  describe('startup: reaching a host is not acting on it', () => {
+    /**
+     * A NAS as the SSH action sees it: off (not answering) until `up`; reaching it is waiting for
+     * the login; acting runs a one-shot command (not repeatable), which needs the host up as well.
+     */
+    const nas = { up: false, sent: [] as string[] };
+    const nasDriver = (): ActionDriver & { label: string } => ({
+      label: 'nas',
+      repeatable: false,
+      async list() {
+        return [{ id: 'nas', name: 'nas', power: nas.up ? 'unknown' : 'off' }];
+      },
+      async check() {
+        return 'would wait, then run the startup command';
+      },
+      async reach() {
+        if (!nas.up) throw new NotReachable('nas: connection refused');
+      },
+      async act() {
+        if (!nas.up) throw new NotReachable('nas: connection refused');
+        nas.sent.push('startup command');
+        return { method: 'graceful', after: 'on', detail: 'startup command exited 0' };
+      },
+      async close() {},
+    });
+    const nasAction = (): ActionHandle => ({
+      id: 'ssh',
+      name: 'ssh',
+      budgetMs: () => 60_000,
+      perform: (step) =>
+        runAction(nasDriver(), {
+          selection: { names: ['nas'] },
+          options: { operation: 'start', timeoutMs: 20_000, force: false },
+          dryRun: step.run.dryRun,
+          direction: step.run.direction,
+          concurrency: 1,
+          connectTimeoutMs: 1000,
+          targetTimeoutMs: 30_000,
+          previous: step.previous,
+          interrupted: step.interrupted,
+          hooks: step.hooks,
+          signal: step.signal,
+        }),
+    });
+    beforeEach(() => {
+      nas.up = false;
+      nas.sent = [];
+    });
+
+    it('Node-RED restarts while the startup waits for the NAS: the resumed run waits again, then runs its one-shot command once', async () => {
+      const phases = [phase('hosts', [nasAction()], { direction: 'startup' })];
+      const plan = newPlan();
+      plan.request({ direction: 'startup', dryRun: false, origin: 'local', topic: 'restore' }, resolver(phases));
+      await until(() => !!plan.lastRun()?.timeline.some((t) => t.event === 'wait-started' && t.target === 'nas'));
+      await plan.close(); // Node-RED stops during the wait
+      const saved = JSON.parse(fs.readFileSync(path.join(dir, 'plan-p1.json'), 'utf8')).run as RunRecord;
+      assert.equal(saved.state, 'running');
+      // Not marked as started: a shutdown stopping this startup does not count it as asked to start either.
+      assert.deepEqual(saved.phases[0].actions[0].started, [], 'waiting for the host is not acting on it');
+      assert.deepEqual(nas.sent, []);
+
+      const again = newPlan();
+      const rec = await again.init();
+      assert.ok(rec, 'a run to resume');
+      const done = reportOf(again);
+      again.resume(rec, (id) => phases.find((p) => p.id === id));
+      await until(() => (again.lastRun()?.timeline.filter((t) => t.event === 'wait-started' && t.target === 'nas').length ?? 0) >= 2);
+      nas.up = true; // the NAS has booted
+      const r = await done;
+      assert.equal(r.state, 'done', JSON.stringify(r.phases, null, 1));
+      const res = r.phases[0].actions[0].results;
+      assert.equal(res.length, 1);
+      assert.equal(res[0].ok, true, JSON.stringify(res[0]));
+      assert.equal(res[0].method, 'graceful');
+      assert.deepEqual(nas.sent, ['startup command'], 'sent once, after the host was back');
+      assert.ok(r.timeline.some((t) => t.event === 'wait-ended' && /nas answered after/.test(t.text)));
+    });
+
+    it('a startup whose host answers only at the end of its wait still finishes within the budget derived for a startup; no target count is sent before listing', async () => {
+      let upAt = 0;
+      const progress: ActionProgress[] = [];
+      const slow: ActionDriver & { label: string } = {
+        label: 'kvm1',
+        repeatable: true,
+        async list() {
+          if (Date.now() < upAt) throw new NotReachable('kvm1: connection refused');
+          return [{ id: 'vm', name: 'vm', power: 'off' }];
+        },
+        async check() {
+          return 'would start vm';
+        },
+        async act(_t, _o, signal) {
+          await abortableSleep(1500, signal); // booting the VM takes most of its limit
+          return { method: 'graceful', after: 'on' };
+        },
+        async close() {},
+      };
+      const req: Omit<ActionRequest, 'signal'> = {
+        selection: { names: ['vm'] },
+        options: { operation: 'start', timeoutMs: 1500, force: false },
+        dryRun: false,
+        direction: 'startup',
+        concurrency: 1,
+        connectTimeoutMs: 400,
+        targetTimeoutMs: 2500,
+        reachableWaitMs: 2000,
+        hooks: { onProgress: (p) => void progress.push({ ...p }) },
+      };
+      const budget = actionBudgetMs(req, 1);
+      const t0 = Date.now();
+      upAt = t0 + 1800; // the try at the end of the 2 s wait gets an answer
+      const report = await withTimeout('the phase', budget, new AbortController().signal, (signal) => runAction(slow, { ...req, signal }));
+      const ms = Date.now() - t0;
+      assert.equal(report.ok, true, JSON.stringify(report));
+      assert.equal(report.results[0].method, 'graceful');
+      assert.ok(ms > actionBudgetMs({ ...req, direction: 'shutdown' }, 1), `took ${ms} ms: more than a budget without the wait would allow`);
+      // While listing waits, how many targets there are is not known: no total, not 0.
+      const waiting = progress.filter((p) => p.waiting);
+      assert.ok(waiting.length >= 1, JSON.stringify(progress));
+      for (const p of waiting) assert.equal('total' in p, false, JSON.stringify(p));
+      assert.equal(progress[progress.length - 1].total, 1);
+    });
   });
 
   describe('power fails again while the startup is starting targets (a start the platform accepted still lands)', () => {

@@ -104,6 +104,14 @@ export interface ActionDriver {
    */
   act(target: Target, opts: ActOptions, signal: AbortSignal): Promise<ActOutcome>;
   /**
+   * Optional: get within reach of acting on one target without acting on it (wait until SSH login
+   * works, wake the host). Runs before the target is marked as started, so a restart meanwhile
+   * leaves it untouched: the resumed run reaches it again instead of calling it interrupted. In a
+   * startup, runAction retries it while it rejects with a not-reachable error (run.ts NotReachable).
+   * Must be harmless to repeat.
+   */
+  reach?(target: Target, opts: ActOptions, signal: AbortSignal): Promise<void>;
+  /**
    * True if acting again on a target that was mid-action when Node-RED stopped is harmless
    * (virsh shutdown, vSphere ShutdownGuest…). False (the default) for one-shot commands: such a
    * target is then reported as interrupted instead of repeated.

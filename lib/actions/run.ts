@@ -83,7 +83,8 @@ export interface ActionHooks {
 }
 
 export interface ActionProgress {
-  total: number;
+  /** Targets selected; undefined until listing succeeded (a startup may wait for that first). */
+  total?: number;
   done: number;
   failed: number;
   running: number;
@@ -114,18 +115,19 @@ export interface ActionRequest {
    * waited for: listing and acting are retried with backoff instead of failing at once.
    */
   direction?: 'shutdown' | 'startup';
-  /** Startup: how long to wait for the platform; default the per-target bound (targetTimeoutMs). */
+  /**
+   * Startup: how long the platform is waited for, from the start of the action, shared by listing
+   * and by reaching each target (one deadline, not one per step); default the per-target bound.
+   */
   reachableWaitMs?: number;
   /**
    * Shutdown only: targets a stopped startup had asked to start (or was starting) at `since` (ms
    * since the epoch). The platform may still carry such a start out after we stopped waiting for
    * it (virsh start sent, a power-on task accepted): found off, or not matched by "all running"
    * because off, they are listed again until they are on, then shut down; if they stay off until
-   * `since` + the settle window, they are `already` off.
+   * `since` + the settle window (settleWindowMs), they are `already` off.
    */
   settle?: { names: string[]; since: number };
-  /** The settle window; default the action's timeout, at most SETTLE.maxMs. */
-  settleWaitMs?: number;
 }
 
 export interface ActionReport {
@@ -143,10 +145,26 @@ export interface ActionReport {
   ms: number;
 }
 
-/** A budget for a whole action, so a phase can derive its own timeout. */
-export function actionBudgetMs(req: Pick<ActionRequest, 'options' | 'concurrency' | 'connectTimeoutMs' | 'targetTimeoutMs'>, targets: number): number {
+/** How long a shutdown waits for starts a stopped startup may still carry out (from `settle.since`). */
+export function settleWindowMs(options: ActOptions): number {
+  return Math.min(SETTLE.maxMs, options.timeoutMs);
+}
+
+/**
+ * A budget for a whole action, so a phase can derive its own timeout: listing, then every target
+ * in turn of `concurrency`. A startup adds its wait for the platform (and one last try after it);
+ * a shutdown that stopped a startup adds the settle window.
+ */
+export function actionBudgetMs(
+  req: Pick<ActionRequest, 'options' | 'concurrency' | 'connectTimeoutMs' | 'targetTimeoutMs'> & Partial<Pick<ActionRequest, 'direction' | 'dryRun' | 'reachableWaitMs' | 'settle'>>,
+  targets: number,
+): number {
   const per = req.targetTimeoutMs ?? req.options.timeoutMs + 60_000;
-  return req.connectTimeoutMs + Math.ceil(Math.max(1, targets) / Math.max(1, req.concurrency)) * per;
+  const acting = req.connectTimeoutMs + Math.ceil(Math.max(1, targets) / Math.max(1, req.concurrency)) * per;
+  if (req.dryRun) return acting;
+  if (req.direction === 'startup') return acting + (req.reachableWaitMs ?? per) + req.connectTimeoutMs;
+  if (req.direction === 'shutdown' && req.settle?.names.length) return acting + settleWindowMs(req.options);
+  return acting;
 }
 
 export async function runAction(driver: ActionDriver, req: ActionRequest): Promise<ActionReport> {
@@ -186,6 +204,13 @@ export async function runAction(driver: ActionDriver, req: ActionRequest): Promi
   // After mains returns, hosts boot for minutes: a startup waits for them instead of failing.
   const waits = req.direction === 'startup' && !req.dryRun;
   const waitMs = req.reachableWaitMs ?? limit;
+  // One deadline for the whole wait (listing and reaching every target), as actionBudgetMs counts it.
+  const reachUntil = t0 + waitMs;
+  /** The pause before the next try, cut to end at `until`; null when no try is left before it. */
+  const nextPause = (pause: number, until: number): number | null => {
+    const left = until - Date.now();
+    return left <= 0 ? null : Math.min(pause, left);
+  };
   // What the action connects to, when the driver says (`label`), for "waiting for kvm1…".
   const label = typeof (driver as { label?: unknown }).label === 'string' ? ((driver as { label?: string }).label as string) : '';
   const listing = 'connecting and listing targets';
@@ -204,13 +229,15 @@ export async function runAction(driver: ActionDriver, req: ActionRequest): Promi
         const silent = isNotReachable(err) || (err instanceof Error && err.message === listTimeout);
         const waited = Date.now() - t1;
         if (!silent) throw err;
-        if (waited + pause > waitMs) throw new NotReachable(`${(err as Error).message || String(err)} (still not reachable after waiting ${formatSeconds(waited)})`);
+        const wait = nextPause(pause, reachUntil);
+        if (wait === null) throw new NotReachable(`${label || 'the connection'} did not come back within ${formatSeconds(waitMs)}: ${(err as Error).message || String(err)}`);
         if (!listWaitNoted) {
           listWaitNoted = true;
           note({ state: 'waiting', kind: 'reachable', ms: waited, text: `waiting for ${label || 'the connection'} to come back (${(err as Error).message || String(err)}); up to ${formatSeconds(waitMs)}` });
         }
-        req.hooks?.onProgress?.({ total: 0, done: 0, failed: 0, running: 0, waiting: waitingText(label || 'the connection', waited) });
-        await abortableSleep(pause, req.signal);
+        // No total yet: how many targets there are is not known before listing.
+        req.hooks?.onProgress?.({ done: 0, failed: 0, running: 0, waiting: waitingText(label || 'the connection', waited) });
+        await abortableSleep(wait, req.signal);
         listWaited = Date.now() - t1;
       }
     }
@@ -238,7 +265,7 @@ export async function runAction(driver: ActionDriver, req: ActionRequest): Promi
   );
   const notUp = (t: Target) => t.power === 'off' || t.power === 'suspended';
   const mayComeUp = (t: Target) => settling.has(t.name) && notUp(t);
-  const settleUntil = req.settle ? req.settle.since + (req.settleWaitMs ?? Math.min(SETTLE.maxMs, req.options.timeoutMs)) : 0;
+  const settleUntil = req.settle ? req.settle.since + settleWindowMs(req.options) : 0;
   // "All running" counts a target that may still come up as running: it would otherwise be missed.
   const view = all.map((t) => (mayComeUp(t) && listedAt < settleUntil ? { ...t, power: 'on' as const } : t));
   const picked = new Set(selectTargets(view, req.selection, op));
@@ -329,43 +356,58 @@ export async function runAction(driver: ActionDriver, req: ActionRequest): Promi
     if (interrupted.has(t.name) && !driver.repeatable) {
       return { ...base, after: t.power, method: 'skipped', ms: 0, ok: false, error: 'Node-RED stopped while this target was being acted on; a one-shot command is not repeated — check it by hand' };
     }
-    await req.hooks?.beforeTarget?.(t);
     const who = label || t.name;
-    let actWaitNoted = false;
-    try {
-      const opts = interrupted.has(t.name) ? { ...req.options, resumed: true } : req.options;
-      let actWaited = 0;
-      const out = await withTimeout(`${op} ${t.name}`, limit, req.signal, async (s) => {
-        // A platform not reachable yet has not been acted on: trying again is safe. Bounded by the
-        // target's own limit, so the phase's derived timeout still holds.
-        for (let pause = REACH_RETRY.firstMs; ; pause = Math.min(pause * 2, REACH_RETRY.maxMs)) {
-          try {
-            actWaited = Date.now() - started;
-            return await driver.act(t, opts, s);
-          } catch (err) {
-            const waited = Date.now() - started;
-            if (!waits || s.aborted || !isNotReachable(err)) throw err;
-            if (waited + pause > Math.min(waitMs, limit - 1000)) throw new NotReachable(`${(err as Error).message || String(err)} (still not reachable after waiting ${formatSeconds(waited)})`);
-            if (!actWaitNoted) {
-              actWaitNoted = true;
-              note({ state: 'waiting', kind: 'reachable', target: t.name, ms: waited, text: `waiting for ${who} to come back (${(err as Error).message || String(err)}); up to ${formatSeconds(Math.min(waitMs, limit - 1000))}` });
-            }
-            waiting.set(t.name, waitingText(who, waited));
-            tick();
-            await abortableSleep(pause, s);
+    const opts = interrupted.has(t.name) ? { ...req.options, resumed: true } : req.options;
+    // Waiting for the platform at this target: the retries stop at the shared deadline or a second
+    // before the target's own limit, whichever comes first.
+    const giveUpAt = Math.min(reachUntil, started + limit - 1000);
+    let waitNoted = false;
+    let answeredAfter = 0;
+    /**
+     * One step on this target. In a startup it is tried again while the platform does not answer
+     * yet: a step that could not reach it did nothing.
+     */
+    const attempt = async <T>(s: AbortSignal, fn: () => Promise<T>): Promise<T> => {
+      for (let pause = REACH_RETRY.firstMs; ; pause = Math.min(pause * 2, REACH_RETRY.maxMs)) {
+        const tried = Date.now();
+        try {
+          const r = await fn();
+          if (waitNoted) answeredAfter = tried - started;
+          return r;
+        } catch (err) {
+          if (!waits || s.aborted || !isNotReachable(err)) throw err;
+          const waited = Date.now() - started;
+          const wait = nextPause(pause, giveUpAt);
+          if (wait === null) throw new NotReachable(`${who} did not come back within ${formatSeconds(giveUpAt - t0)}: ${(err as Error).message || String(err)}`);
+          if (!waitNoted) {
+            waitNoted = true;
+            note({ state: 'waiting', kind: 'reachable', target: t.name, ms: waited, text: `waiting for ${who} to come back (${(err as Error).message || String(err)}); up to ${formatSeconds(Math.max(0, giveUpAt - Date.now()))}` });
           }
+          waiting.set(t.name, waitingText(who, waited));
+          tick();
+          await abortableSleep(wait, s);
         }
+      }
+    };
+    try {
+      // One bound for the target from the first call to its result.
+      const out = await withTimeout(`${op} ${t.name}`, limit, req.signal, async (s) => {
+        // Reaching the target is not acting on it: it is not marked started, so a restart during
+        // the wait leaves it to be reached again, not reported as interrupted.
+        if (driver.reach) await attempt(s, () => driver.reach!(t, opts, s));
+        await req.hooks?.beforeTarget?.(t);
+        return attempt(s, () => driver.act(t, opts, s));
       }).finally(() => {
         if (waiting.delete(t.name)) tick();
       });
-      if (actWaitNoted) note({ state: 'answered', kind: 'reachable', target: t.name, ms: actWaited, text: `${who} answered after ${formatSeconds(actWaited)}` });
-      const waited = listWaited + (actWaited >= REACH_RETRY.firstMs ? actWaited : 0);
+      if (waitNoted) note({ state: 'answered', kind: 'reachable', target: t.name, ms: answeredAfter, text: `${who} answered after ${formatSeconds(answeredAfter)}` });
+      const waited = listWaited + answeredAfter;
       let detail = waited ? `${out.detail ?? out.method} (after waiting ${formatSeconds(waited)} for ${who} to come back)` : out.detail;
       if (settled) detail = `${detail ?? out.method} (${settled.detail})`;
       return { ...base, after: out.after, method: out.method, ms: Date.now() - started, ok: true, detail };
     } catch (err) {
       const msg = (err as Error).message || String(err);
-      if (actWaitNoted) note({ state: 'gave-up', kind: 'reachable', target: t.name, ms: Date.now() - started, text: stoppedWaiting(who, Date.now() - started, req.signal, err) });
+      if (waitNoted) note({ state: 'gave-up', kind: 'reachable', target: t.name, ms: Date.now() - started, text: stoppedWaiting(who, Date.now() - started, req.signal, err) });
       return { ...base, after: 'unknown', method: 'skipped', ms: Date.now() - started, ok: false, error: req.signal.aborted ? `aborted: ${msg}` : msg };
     }
   };

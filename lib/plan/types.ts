@@ -146,9 +146,10 @@ export interface ActionHandle {
   name: string;
   /**
    * The longest this action may take, from its own timeouts (for the phase's timeout), for
-   * `targets` targets once it has resolved them; before that, for its own guess.
+   * `targets` targets once it has resolved them; before that, for its own guess. `direction`: the
+   * run's (a startup also waits for its platform to come back); default the run in progress, else shutdown.
    */
-  budgetMs(targets?: number): number;
+  budgetMs(targets?: number, direction?: Direction): number;
   perform(step: ActionStep): Promise<ActionReport>;
   /** Show a state the phase knows before or instead of running this action. */
   showState?(state: 'pending' | 'skipped', note: string | undefined, dryRun: boolean): void;
