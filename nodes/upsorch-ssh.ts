@@ -6,7 +6,7 @@
 import { Node, NodeAPI, errorText } from './red';
 import { ActionNode, ActionSpec, setupActionNode } from './action-node';
 import { ActOptions, Operation } from '../lib/actions/contract';
-import { parseSshActionConfig, shutdownCommand, waitsForHost, wakeTarget } from '../lib/ssh/config';
+import { parseSshActionConfig, shutdownCommand, wakeTarget } from '../lib/ssh/config';
 import { SshActionDriver, SshCommandExtra } from '../lib/ssh/action';
 import { SshHostHandle } from '../lib/ssh/shared';
 
@@ -30,7 +30,7 @@ export = function register(RED: NodeAPI): void {
       // A command that powers the host off (or is waited for until it has) is a host shutdown: an
       // unreachable host then counts as already off.
       const shutdownOp: Operation = down.powersOff || cfg.waitDown ? 'host-shutdown' : 'command';
-      const waitUp = waitsForHost(cfg, down);
+      const waitUp = cfg.waitUp;
       const wake = wakeTarget(cfg);
       // 'start' for the startup command, the wait for the host or waking it: the host's power is
       // unknown, so it is always run.
@@ -53,6 +53,8 @@ export = function register(RED: NodeAPI): void {
         connectTimeoutMs: host.connectTimeoutMs + 5000,
         // One bound for either direction: a target either waits for the host to go down or to come back.
         targetTimeoutMs: host.connectTimeoutMs + timeoutMs + Math.max(cfg.waitDown ? waitDownTimeoutMs : 0, waitUp ? waitUpTimeoutMs : 0) + 30_000,
+        // "Wait at most" is the startup's whole wait for the host (runAction ends it, counted in the phase's timeout).
+        ...(waitUp || wake ? { reachableWaitMs: waitUpTimeoutMs } : {}),
         expectedTargets: 1,
       };
     } catch (err) {

@@ -15,8 +15,15 @@ import { Collector, errorsOf, helper, ourNodes, sleep, sshNodes, statuses, waitF
 import { presetCommand } from '../lib/ssh/presets';
 import { SshSession, shellQuote } from '../lib/ssh/client';
 import { magicPacket, normaliseMac } from '../lib/ssh/wol';
-import { ActionStep } from '../lib/plan/types';
+import * as os from 'node:os';
+import { ActionStep, PhaseHandle, RunEvent, RunRecord, RunReport } from '../lib/plan/types';
 import { TargetResult } from '../lib/actions/contract';
+import { runAction } from '../lib/actions/run';
+import { Plan } from '../lib/plan/runner';
+import { PlanStore } from '../lib/plan/store';
+import { SshActionDriver } from '../lib/ssh/action';
+import { SharedSsh, SshHostHandle } from '../lib/ssh/shared';
+import { parseSshActionConfig, shutdownCommand } from '../lib/ssh/config';
 
 const REASON = "'UPS power failure (Node-RED UPS orchestrator)'";
 
@@ -345,7 +352,7 @@ describe('SSH action with a real OpenSSH server', function () {
 
     it('a host still booting is waited for (status says so), then the startup command runs', async () => {
       await peer.goDown();
-      const out = await load({ preset: 'linux', startup: 'command', startupCommand: 'echo back', waitUpTimeout: 60 });
+      const out = await load({ preset: 'linux', startup: 'command', startupCommand: 'echo back', waitUp: true, waitUpTimeout: 60 });
       const from = out.received.length;
       const t0 = Date.now();
       helper.getNode('a1').receive({ topic: 'startup' });
@@ -362,9 +369,9 @@ describe('SSH action with a real OpenSSH server', function () {
       await waitForStatus('a1', (st) => st.fill === 'green');
     });
 
-    it('a preset that powers the host off waits for it by default, even without a startup command', async () => {
+    it('a preset that powers the host off, with the wait ticked (a new node\'s default), waits for it even without a startup command', async () => {
       await peer.goDown();
-      const out = await load({ preset: 'synology', startup: 'none' });
+      const out = await load({ preset: 'synology', startup: 'none', waitUp: true });
       const from = out.received.length;
       helper.getNode('a1').receive({ topic: 'startup' });
       await waitForStatus('a1', (st) => /waiting for nas to come back/.test(st.text ?? ''), 10_000);
@@ -378,7 +385,7 @@ describe('SSH action with a real OpenSSH server', function () {
 
     it('a host that never comes back fails after "wait at most" with a clear message', async () => {
       await peer.goDown();
-      const out = await load({ preset: 'linux', waitUpTimeout: 3 });
+      const out = await load({ preset: 'linux', waitUp: true, waitUpTimeout: 3 });
       const t0 = Date.now();
       const report = await request(out, { topic: 'startup' }, 40_000);
       const ms = Date.now() - t0;
@@ -402,7 +409,7 @@ describe('SSH action with a real OpenSSH server', function () {
       const udp = await udpListener();
       try {
         await peer.goDown();
-        const out = await load({ preset: 'linux', wolMac: MAC, wolAddress: '127.0.0.1', wolPort: udp.port, waitUpTimeout: 60 });
+        const out = await load({ preset: 'linux', wolMac: MAC, wolAddress: '127.0.0.1', wolPort: udp.port, waitUp: true, waitUpTimeout: 60 });
         const from = out.received.length;
         helper.getNode('a1').receive({ topic: 'startup' });
         await waitUntil('two magic packets', 15_000, () => udp.got.length >= 2);
@@ -424,7 +431,7 @@ describe('SSH action with a real OpenSSH server', function () {
       const udp = await udpListener();
       try {
         await peer.goDown();
-        const out = await load({ preset: 'linux', wolMac: MAC, wolAddress: '127.0.0.1', wolPort: udp.port, waitUpTimeout: 120 });
+        const out = await load({ preset: 'linux', wolMac: MAC, wolAddress: '127.0.0.1', wolPort: udp.port, waitUp: true, waitUpTimeout: 120 });
         const report = await request(out, { topic: 'dry-run-startup' });
         assert.equal(report.ok, true, JSON.stringify(report));
         assert.equal(
@@ -492,6 +499,176 @@ describe('SSH action with a real OpenSSH server', function () {
       assert.equal(report.results[0].method, 'dry-run');
       assert.match(report.results[0].detail, /^would run "esxcli system maintenanceMode set --enable true; esxcli system shutdown poweroff --reason/);
       assert.deepEqual(peer.commands(), []);
+    });
+  });
+
+  describe('after a restart, a dropped connection, or loading an older flow', () => {
+    const mkPlan = (dir: string) => new Plan({ id: 'p1', name: 'homelab', store: new PlanStore(dir, 'p1'), allowRemote: false, armed: true });
+    const hostsPhase = (): PhaseHandle => ({
+      id: 'hosts',
+      name: 'hosts',
+      settings: { mode: 'parallel', stepDelayMs: 0, wait: true, onFailure: 'continue', timeoutMs: null, pointOfNoReturn: false, direction: 'startup' },
+      gate: null,
+      gateText: null,
+      actions: () => [helper.getNode('a1').upsorchAction],
+      update: () => undefined,
+      finished: () => undefined,
+    });
+    const reportOf = (plan: Plan) =>
+      new Promise<RunReport>((resolve) => {
+        const off = plan.subscribe((e: RunEvent) => {
+          if (e.type === 'run-report') {
+            off();
+            resolve(e.report!);
+          }
+        });
+      });
+
+    it('Node-RED restarts while the startup waits for the host: the resumed run waits for it again and runs the startup command once', async () => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'upsorch-ssh-plan-'));
+      const cfg = { preset: 'linux', startup: 'command', startupCommand: 'echo back', waitUp: true, waitUpTimeout: 60 };
+      try {
+        await peer.goDown();
+        await load(cfg);
+        const plan = mkPlan(dir);
+        plan.request({ direction: 'startup', dryRun: false, origin: 'local', topic: 'restore' }, () => [hostsPhase()]);
+        await waitForStatus('a1', (st) => /^start: waiting for nas to come back/.test(st.text ?? ''), 10_000);
+        // Node-RED stops: the plan and then the flow close.
+        await plan.close();
+        await helper.unload();
+        const saved = JSON.parse(fs.readFileSync(path.join(dir, 'plan-p1.json'), 'utf8')).run as RunRecord;
+        assert.equal(saved.state, 'running');
+        assert.deepEqual(saved.phases[0].actions[0].started, [], 'nothing was sent to the host: it is not marked as acted on');
+
+        await load(cfg); // Node-RED is back; the host is still booting
+        const again = mkPlan(dir);
+        const rec = await again.init();
+        assert.ok(rec, 'the startup resumes');
+        const done = reportOf(again);
+        again.resume(rec, () => hostsPhase());
+        await waitForStatus('a1', (st) => /^start: waiting for nas to come back/.test(st.text ?? ''), 10_000);
+        await peer.comeUp(); // the host has booted
+        const r = await done;
+        assert.equal(r.state, 'done', JSON.stringify(r.phases, null, 1));
+        const res = r.phases[0].actions[0].results;
+        assert.equal(res.length, 1);
+        assert.equal(res[0].ok, true, JSON.stringify(res[0]));
+        assert.match(res[0].detail ?? '', /^nas is back: SSH login works; "echo back" exited 0/);
+        assert.deepEqual(peer.commands(), ['echo back'], 'the startup command ran once');
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    it('a connection that drops between listing and acting is replaced: the command runs once on a fresh one (shutdown and startup)', async () => {
+      // A TCP relay in front of sshd that can reset every connection through it, as a rebooting
+      // switch or a NAT table flush would.
+      const through = new Set<net.Socket>();
+      const relay = net.createServer((c) => {
+        const up = net.connect(peer.port, '127.0.0.1');
+        through.add(c);
+        c.pipe(up);
+        up.pipe(c);
+        const end = () => {
+          through.delete(c);
+          c.destroy();
+          up.destroy();
+        };
+        for (const s of [c, up]) s.on('error', end).on('close', end);
+      });
+      await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+      const shared = new SharedSsh(
+        { host: '127.0.0.1', port: (relay.address() as net.AddressInfo).port, username: 'root', privateKey: peer.clientKey, fingerprint: peer.hostKeyFingerprint, connectTimeoutMs: 3000 },
+        'nas',
+      );
+      const sessions: SshSession[] = [];
+      const host: SshHostHandle = {
+        label: shared.label,
+        host: shared.host,
+        port: shared.port,
+        username: shared.username,
+        connectTimeoutMs: shared.connectTimeoutMs,
+        acquire: async (signal) => {
+          const lease = await shared.acquire(signal);
+          sessions.push(lease.session);
+          return lease;
+        },
+        probe: (ms, signal) => shared.probe(ms, signal),
+        close: () => shared.close(),
+      };
+      try {
+        const cases = [
+          { direction: 'shutdown', operation: 'command', command: 'echo down', extra: {} },
+          { direction: 'startup', operation: 'start', command: 'echo up', extra: { waitUp: true, waitUpTimeoutMs: 8000 } },
+        ] as const;
+        for (const c of cases) {
+          peer.clearLogs();
+          sessions.length = 0;
+          const driver = new SshActionDriver(host, { unreachableIsDown: false, startupWaits: c.operation === 'start' });
+          const report = await runAction(driver, {
+            selection: { names: ['nas'] },
+            options: { operation: c.operation, timeoutMs: 5000, force: false, extra: { command: c.command, powersOff: false, waitDown: false, waitDownTimeoutMs: 1000, ...c.extra } },
+            dryRun: false,
+            direction: c.direction,
+            concurrency: 1,
+            connectTimeoutMs: 5000,
+            targetTimeoutMs: 8000,
+            hooks: {
+              // Listed (and reached): now the connection is reset before the command is sent.
+              beforeTarget: async () => {
+                for (const s of through) s.resetAndDestroy();
+                await waitUntil('our end to see the reset', 3000, () => sessions.length > 0 && sessions.every((s) => s.closed));
+              },
+            },
+            signal: new AbortController().signal,
+          });
+          await driver.close();
+          assert.equal(report.ok, true, `${c.direction}: ${JSON.stringify(report)}`);
+          assert.equal(sessions.length, 2, `${c.direction}: one new connection after the reset`);
+          assert.deepEqual(peer.commands(), [c.command], `${c.direction}: sent once`);
+        }
+      } finally {
+        await shared.close();
+        for (const s of through) s.destroy();
+        await new Promise<void>((r) => relay.close(() => r()));
+      }
+    });
+
+    it('a node saved before "wait until up" existed keeps its startup: a power-off preset with startup "nothing" does nothing', async () => {
+      // As saved by an earlier version: no waitUp at all.
+      const old = { id: 'a1', type: 'upsorch-ssh', name: '', host: 'h1', preset: 'synology', command: '', timeout: 60, waitDown: true, waitDownTimeout: 180, startup: 'none', startupCommand: '' };
+      assert.equal(parseSshActionConfig(old).waitUp, false);
+      assert.equal(parseSshActionConfig({ ...old, waitUp: '' }).waitUp, false, 'a new node never opened in the editor');
+      assert.equal(parseSshActionConfig({ ...old, waitUp: true }).waitUp, true);
+      await peer.goDown();
+      const out = await load({ preset: 'synology', startup: 'none', waitDown: true, waitUp: undefined });
+      const t0 = Date.now();
+      const report = await request(out, { topic: 'startup' });
+      assert.ok(Date.now() - t0 < 2000, 'no wait for the host');
+      assert.equal(report.ok, true, JSON.stringify(report));
+      assert.deepEqual(report.results.map((r: TargetResult) => [r.target, r.method, r.detail]), [['nas', 'skipped', 'nothing to do in this direction']]);
+      assert.ok(!statuses('a1').some((st) => /waiting/.test(st.text ?? '')), 'never showed a wait');
+    });
+
+    it('the shipped examples that should wait for their hosts say so explicitly', () => {
+      for (const file of ['06 Homelab plan.json', '10 SSH shutdown.json']) {
+        const flow = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'examples', file), 'utf8')) as Array<Record<string, unknown>>;
+        for (const n of flow.filter((x) => x.type === 'upsorch-ssh')) {
+          const cfg = parseSshActionConfig(n);
+          if (shutdownCommand(cfg, 'root').powersOff) assert.equal(n.waitUp, true, `${file}: "${n.name}" powers its host off and waits for it on startup`);
+        }
+      }
+    });
+
+    it("a phase's derived timeout for a startup makes room for the wait (\"wait at most\"), a shutdown's does not", async () => {
+      await load({ preset: 'linux', waitUp: true, waitUpTimeout: 300, timeout: 10 });
+      const a = helper.getNode('a1').upsorchAction;
+      const down = a.budgetMs(undefined, 'shutdown');
+      const up = a.budgetMs(undefined, 'startup');
+      assert.ok(up >= down + 300_000, `startup ${up} ms, shutdown ${down} ms`);
+      await helper.unload();
+      await load({ preset: 'linux', startup: 'none', waitUp: false });
+      assert.equal(helper.getNode('a1').upsorchAction.budgetMs(undefined, 'startup'), 0, 'nothing to do on startup: no time needed');
     });
   });
 

@@ -5,8 +5,8 @@
  * not repeatable: after a restart mid-command it is reported, not sent again.
  */
 import { ActOptions, ActOutcome, ActionDriver, Operation, Target, abortableSleep, formatSeconds } from '../actions/contract';
-import { SshError } from './client';
-import { SshHostHandle, SshLease } from './shared';
+import { SshError, SshSession } from './client';
+import { HeldSession, SshHostHandle } from './shared';
 import { WakeTarget, sendMagicPacket } from './wol';
 
 /** What `ActOptions.extra` carries for the SSH action. */
@@ -51,14 +51,15 @@ function tail(s: string, max = STDERR_TAIL): string {
 
 export class SshActionDriver implements ActionDriver {
   readonly repeatable = false;
-  private lease?: SshLease;
-  /** Startup: when the wait for the host began, how many login attempts and magic packets so far. */
-  private upSince?: number;
+  private readonly held: HeldSession;
+  /** Startup: how many login attempts and magic packets so far. */
   private attempts = 0;
   private wakes = 0;
   private wakeError?: string;
 
-  constructor(private readonly host: SshHostHandle, private readonly opts: SshDriverOptions) {}
+  constructor(private readonly host: SshHostHandle, private readonly opts: SshDriverOptions) {
+    this.held = new HeldSession(host);
+  }
 
   /** The host's name, for "waiting for kvm1 to come back" (lib/actions/run.ts). */
   get label(): string {
@@ -74,8 +75,9 @@ export class SshActionDriver implements ActionDriver {
   }
 
   async list(signal: AbortSignal, operation?: Operation): Promise<Target[]> {
+    let session: SshSession;
     try {
-      this.lease ??= await this.host.acquire(signal);
+      session = await this.held.session(signal);
     } catch (err) {
       const down = operation === 'start' ? this.opts.startupWaits === true : this.opts.unreachableIsDown;
       if (down && err instanceof SshError && err.kind === 'unreachable') {
@@ -86,7 +88,7 @@ export class SshActionDriver implements ActionDriver {
     }
     const base = this.baseTarget();
     // Connected means running, but what the command does to it is not known before acting.
-    return [{ ...base, power: 'unknown', info: { ...base.info, reachable: true, hostKey: this.lease.session.hostKey.fingerprint } }];
+    return [{ ...base, power: 'unknown', info: { ...base.info, reachable: true, hostKey: session.hostKey.fingerprint } }];
   }
 
   private extra(opts: ActOptions): SshCommandExtra {
@@ -130,12 +132,24 @@ export class SshActionDriver implements ActionDriver {
   }
 
   /**
-   * Startup: wake the host (each attempt, so a packet lost while the switch was still booting is
-   * made good), then log in. A host that does not answer yet throws SshError 'unreachable', which
-   * runAction retries with backoff; after "wait at most" it fails for good with a plain error.
+   * Startup: get the host within reach (wake it, log in) without running anything on it, so that a
+   * restart of Node-RED meanwhile does not count as an interrupted one-shot command.
    */
-  private async bringUp(e: SshCommandExtra, signal: AbortSignal): Promise<SshLease> {
-    this.upSince ??= Date.now();
+  async reach(_target: Target, opts: ActOptions, signal: AbortSignal): Promise<void> {
+    if (opts.operation !== 'start') return;
+    const e = this.extra(opts);
+    if (!e.waitUp && !e.command) return; // only waking: sending the packet is the action itself
+    await this.bringUp(e, signal);
+  }
+
+  /**
+   * Wake the host (each attempt, so a packet lost while the switch was still booting is made good),
+   * then log in. A host that does not answer yet throws SshError 'unreachable', which runAction
+   * retries with backoff until "wait at most" (its reachableWaitMs) has passed.
+   */
+  private async bringUp(e: SshCommandExtra, signal: AbortSignal): Promise<SshSession> {
+    const open = this.held.open;
+    if (open) return open;
     this.attempts++;
     if (e.wake) {
       try {
@@ -147,15 +161,11 @@ export class SshActionDriver implements ActionDriver {
       }
     }
     try {
-      return await this.host.acquire(signal);
+      return await this.held.session(signal);
     } catch (err) {
-      if (!(err instanceof SshError && err.kind === 'unreachable')) throw err;
-      const waited = Date.now() - this.upSince;
-      if (e.waitUp && waited >= e.waitUpTimeoutMs!) {
-        const woke = this.wakeError ? `; ${this.wakeError}` : e.wake ? `; ${this.wakes} Wake-on-LAN packet${this.wakes === 1 ? '' : 's'} sent` : '';
-        throw new Error(`${this.host.label} did not come back within ${formatSeconds(e.waitUpTimeoutMs!)}: ${err.message}${woke}`);
-      }
-      throw err;
+      if (!(err instanceof SshError && err.kind === 'unreachable') || !e.wake) throw err;
+      // Said when the wait ends without the host: whether the packets went out.
+      throw new SshError('unreachable', `${err.message}; ${this.wakeError ?? `${this.wakes} Wake-on-LAN packet${this.wakes === 1 ? '' : 's'} sent`}`);
     }
   }
 
@@ -166,30 +176,28 @@ export class SshActionDriver implements ActionDriver {
       await (this.opts.sendWake ?? sendMagicPacket)(e.wake!);
       return { method: 'graceful', after: 'unknown', detail: `sent ${this.wakeText(e.wake!)}` };
     }
-    this.lease ??= await this.bringUp(e, signal);
+    // Reached already (reach); logs in again if the connection dropped since.
+    const session = await this.bringUp(e, signal);
     const came = this.attempts > 1 || target.power === 'off';
     const up = e.waitUp ? (came ? `${this.host.label} is back: SSH login works` : `${this.host.label} is up: SSH login works`) : '';
     if (!e.command) return { method: came ? 'graceful' : 'already', after: 'on', detail: up + woke() };
-    const out = await this.run(target, e, timeoutMs, signal);
+    const out = await this.run(session, target, e, timeoutMs, signal);
     return { ...out, detail: (up ? `${up}; ` : '') + out.detail + woke() };
   }
 
   async act(target: Target, opts: ActOptions, signal: AbortSignal): Promise<ActOutcome> {
     const e = this.extra(opts);
     if (opts.operation === 'start') return this.start(target, e, opts.timeoutMs, signal);
-    this.lease ??= await this.host.acquire(signal);
-    const done = await this.run(target, e, opts.timeoutMs, signal);
+    const done = await this.run(await this.held.session(signal), target, e, opts.timeoutMs, signal);
     if (!e.waitDown) return done;
     // Let go of the connection so that nothing of ours keeps the host's sshd busy.
-    this.lease?.release();
-    this.lease = undefined;
+    this.held.release();
     const down = await this.waitDown(e, signal);
     return { method: 'graceful', after: 'off', detail: `${done.detail}; port ${this.host.port} closed after ${formatSeconds(down)}` };
   }
 
   /** Run the command on the leased connection and judge its outcome. */
-  private async run(target: Target, e: SshCommandExtra, timeoutMs: number, signal: AbortSignal): Promise<ActOutcome> {
-    const session = this.lease!.session;
+  private async run(session: SshSession, target: Target, e: SshCommandExtra, timeoutMs: number, signal: AbortSignal): Promise<ActOutcome> {
     const shown = commandText(e.command);
     let result;
     try {
@@ -235,7 +243,6 @@ export class SshActionDriver implements ActionDriver {
   }
 
   async close(): Promise<void> {
-    this.lease?.release();
-    this.lease = undefined;
+    this.held.release();
   }
 }

@@ -199,7 +199,9 @@ export class SshSession {
   ) {
     client.on('close', () => this.markClosed(this.closeError ?? new SshError('closed', `connection to ${this.where} closed`)));
     client.on('error', (err: Error) => {
-      this.closeError = networkError(target.host, target.port, err as NodeJS.ErrnoException);
+      const e = err as NodeJS.ErrnoException;
+      // On an established session a reset is not a handshake failure: say what happened.
+      this.closeError = e.code === 'ECONNRESET' ? new SshError('unreachable', `the connection to ${target.host}:${target.port} was reset`) : networkError(target.host, target.port, e);
     });
   }
 

@@ -93,8 +93,9 @@ export const SshActionConfigSchema = z
     startup: z.enum(['none', 'command'], { error: 'startup must be "none" or "command"' }).default('none'),
     startupCommand: z.string().optional().default(''),
     customPowersOff: bool(false),
-    // Unset (older flows): on when the shutdown command powers the host off (see waitsForHost).
-    waitUp: z.preprocess((v) => (v === undefined || v === '' || v === null ? undefined : v === true || v === 'true'), z.boolean().optional()),
+    // Unset: a node saved before this option existed, whose startup did not wait: it still does not.
+    // New nodes get it from the editor (ticked for presets that power the host off).
+    waitUp: bool(false),
     waitUpTimeout: numberField(1, 86400, 600, 'wait-until-up timeout (s)'),
     wolMac: z.string().trim().optional().default(''),
     wolAddress: z.string().trim().optional().default(WOL_DEFAULT_ADDRESS).transform((v) => v || WOL_DEFAULT_ADDRESS),
@@ -133,11 +134,6 @@ export function shutdownCommand(c: SshActionConfig, username: string): PresetCom
     reason: c.reason || undefined,
     customPowersOff: c.customPowersOff,
   });
-}
-
-/** Startup waits until SSH login works: as set, else for commands that power the host off. */
-export function waitsForHost(c: SshActionConfig, down: PresetCommand): boolean {
-  return c.waitUp ?? down.powersOff;
 }
 
 /** Where the magic packet goes, or undefined without a MAC address. */

@@ -139,3 +139,43 @@ export class SharedSsh implements SshHostHandle {
     await s?.close();
   }
 }
+
+/**
+ * One user's hold on a host's shared connection: the same session while it is open, a fresh lease
+ * once it has dropped (a reset between listing and acting must not leave a driver retrying a dead
+ * session). Concurrent callers share one acquire.
+ */
+export class HeldSession {
+  private lease?: SshLease;
+  private leasing?: Promise<SshLease>;
+
+  constructor(private readonly host: SshHostHandle) {}
+
+  /** The open session, if there is one now. */
+  get open(): SshSession | undefined {
+    return this.lease && !this.lease.session.closed ? this.lease.session : undefined;
+  }
+
+  async session(signal: AbortSignal): Promise<SshSession> {
+    const open = this.open;
+    if (open) return open;
+    this.release();
+    this.leasing ??= this.host.acquire(signal).finally(() => (this.leasing = undefined));
+    const lease = await this.leasing;
+    // Callers that waited for the same acquire share its lease; never hold two.
+    if (this.lease !== lease) {
+      if (this.open) lease.release();
+      else {
+        this.lease?.release();
+        this.lease = lease;
+      }
+    }
+    return this.lease!.session;
+  }
+
+  /** Give the connection back (the last user's release closes it). Idempotent. */
+  release(): void {
+    this.lease?.release();
+    this.lease = undefined;
+  }
+}
