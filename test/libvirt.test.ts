@@ -10,7 +10,9 @@ import * as path from 'node:path';
 import { SshdPeer } from './peers/sshd';
 import { LibvirtPeer } from './peers/libvirt';
 import { waitUntil } from './peers/proc';
-import { Collector, errorsOf, helper, ourNodes, sshNodes, waitForStatus } from './util/red';
+import * as os from 'node:os';
+import { Collector, errorsOf, helper, ourNodes, sshNodes, statuses, waitForStatus } from './util/red';
+import { virshNotReachable } from '../lib/libvirt/virsh';
 import { ActionStep } from '../lib/plan/types';
 import { TargetResult } from '../lib/actions/contract';
 
@@ -187,7 +189,7 @@ describe('libvirt action with a real libvirtd (test driver) over a real SSH serv
       const ms = Date.now() - t0;
       assert.ok(ms >= 10_000 && ms < 40_000, `gave up after ${ms} ms`);
       assert.equal(report.ok, false);
-      assert.match(report.error, new RegExp(`^cannot connect to 127\\.0\\.0\\.1:${sshd.port}: connection refused \\(is SSH running on that port\\?\\) \\(still not reachable after waiting [0-9.]+ s\\)$`));
+      assert.match(report.error, new RegExp(`^kvm1 did not come back within [0-9.]+ s: cannot connect to 127\\.0\\.0\\.1:${sshd.port}: connection refused \\(is SSH running on that port\\?\\)$`));
       assert.equal(byTarget(report)[a].ok, false);
       assert.equal(await lv.state(a), 'shut off');
     } finally {
@@ -311,6 +313,73 @@ describe('libvirt action with a real libvirtd (test driver) over a real SSH serv
     await waitForStatus('l1', (s) => s.fill === 'red' && /choose the SSH host/.test(s.text ?? ''));
     helper.getNode('l1').receive({ topic: 'shutdown' });
     await waitUntil('the error', 2000, () => errorsOf('l1').some((e) => /choose the SSH host/.test(e)));
+  });
+
+  describe('refused, not unreachable: a startup does not wait for a misconfigured host', () => {
+    it('virsh\'s permission and authentication failures are never taken for a host still booting', () => {
+      // Messages as virsh 8–10 prints them (LC_ALL=C).
+      const refused = [
+        "error: failed to connect to the hypervisor\nerror: Failed to connect socket to '/var/run/libvirt/libvirt-sock': Permission denied",
+        "error: failed to connect to the hypervisor\nerror: authentication unavailable: no polkit agent available to authenticate action 'org.libvirt.unix.manage'",
+        'error: failed to connect to the hypervisor\nerror: authentication failed: access denied by policy',
+        'error: failed to connect to the hypervisor\nerror: Cannot recv data: root@kvm1: Permission denied (publickey).: Connection reset by peer',
+        'error: failed to connect to the hypervisor\nerror: Cannot recv data: Host key verification failed.: Connection reset by peer',
+        "error: failed to connect to the hypervisor\nerror: access denied: 'connect' denied by ACL",
+      ];
+      for (const m of refused) assert.equal(virshNotReachable(m), false, m);
+      const booting = [
+        "error: failed to connect to the hypervisor\nerror: Failed to connect socket to '/var/run/libvirt/libvirt-sock': No such file or directory",
+        "error: failed to connect to the hypervisor\nerror: Failed to connect socket to '/var/run/libvirt/virtqemud-sock': Connection refused",
+        'error: failed to connect to the hypervisor\nerror: Cannot recv data: ssh: connect to host kvm1 port 22: Connection refused: Connection reset by peer',
+        'error: failed to connect to the hypervisor\nerror: End of file while reading data: Input/output error',
+      ];
+      for (const m of booting) assert.equal(virshNotReachable(m), true, m);
+      // A domain error is neither.
+      assert.equal(virshNotReachable("error: failed to get domain 'web'"), false);
+    });
+
+    it('a qemu+ssh:// URI whose key the host refuses, or whose host key is unknown, fails the startup at once', async () => {
+      const [a] = await domains([['web', 'shut off']]);
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'upsorch-virsh-ssh-'));
+      try {
+        // The ssh virsh runs: its own known_hosts, nothing read from or written to the user's ~/.ssh.
+        const sshWith = (known: string) => {
+          const f = path.join(dir, `ssh-${path.basename(known)}`);
+          fs.writeFileSync(f, `#!/bin/sh\nexec ssh -F /dev/null -o UserKnownHostsFile=${known} -o GlobalKnownHostsFile=/dev/null -o BatchMode=yes "$@"\n`, { mode: 0o755 });
+          return f;
+        };
+        const hostKey = fs.readFileSync(path.join(sshd.dir, 'hostkey.pub'), 'utf8').trim().split(' ').slice(0, 2).join(' ');
+        fs.writeFileSync(path.join(dir, 'known'), `[127.0.0.1]:${sshd.port} ${hostKey}\n`);
+        fs.writeFileSync(path.join(dir, 'empty'), '');
+        fs.writeFileSync(path.join(dir, 'refused-key'), sshd.otherKey, { mode: 0o600 });
+        fs.writeFileSync(path.join(dir, 'key'), sshd.clientKey, { mode: 0o600 });
+        const cases = [
+          { key: 'refused-key', known: 'known', error: /Permission denied \(publickey\)/ },
+          { key: 'key', known: 'empty', error: /Host key verification failed/ },
+        ];
+        for (const c of cases) {
+          const uri = `qemu+ssh://root@127.0.0.1:${sshd.port}/system?keyfile=${path.join(dir, c.key)}&command=${sshWith(path.join(dir, c.known))}`;
+          await helper.load(
+            [...ourNodes, ...sshNodes],
+            [
+              { id: 'l1', type: 'upsorch-libvirt', connection: 'local', sshHost: '', uri, names: [a], timeout: 60, force: true, concurrency: 1, commandTimeout: 10, poll: 0.2, wires: [['out']] },
+              { id: 'out', type: 'helper' },
+            ],
+          );
+          const t0 = Date.now();
+          const report = await request(new Collector('out'), { topic: 'startup' });
+          assert.ok(Date.now() - t0 < 10_000, `${c.key}/${c.known}: failed after ${Date.now() - t0} ms, not after waiting`);
+          assert.equal(report.ok, false);
+          assert.match(report.error, c.error);
+          assert.ok(!statuses('l1').some((s) => /waiting/.test(s.text ?? '')), 'never showed a wait');
+          await helper.unload();
+        }
+        assert.deepEqual(sshd.commands(), [], 'no virsh ran on the host');
+        assert.equal(await lv.state(a), 'shut off');
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    });
   });
 
   describe('the editor\'s domain list', () => {

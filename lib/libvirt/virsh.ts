@@ -5,7 +5,7 @@
  */
 import { execFile } from 'node:child_process';
 import { SshError, shellCommand } from '../ssh/client';
-import { SshHostHandle, SshLease } from '../ssh/shared';
+import { HeldSession, SshHostHandle } from '../ssh/shared';
 import { formatSeconds } from '../actions/contract';
 
 export interface VirshResult {
@@ -36,8 +36,22 @@ export class VirshError extends Error {
    * libvirtd. A startup waits for it (lib/actions/run.ts).
    */
   get notReachable(): boolean {
-    return /failed to connect to the hypervisor|failed to connect socket|cannot recv data|end of file while reading data/i.test(`${this.result.stderr}\n${this.result.stdout}`);
+    return virshNotReachable(`${this.result.stderr}\n${this.result.stdout}`);
   }
+}
+
+/**
+ * Refusals: the socket's permissions, polkit, SASL, libvirt's ACLs, the SSH key or host key of a
+ * qemu+ssh:// URI. virsh reports them as "failed to connect to the hypervisor" too, but waiting
+ * would not fix them, so they are checked first.
+ */
+const VIRSH_REFUSED = /permission denied|authentication (unavailable|failed|required)|no polkit agent|access denied|not authori[sz]ed|operation not permitted|host key verification failed|remote host identification has changed|no matching host key/i;
+/** libvirtd (or the host of a remote URI) does not answer yet: not started, booting, restarting. */
+const VIRSH_NOT_ANSWERING = /failed to connect to the hypervisor|failed to connect socket|cannot recv data|end of file while reading data|connection refused|connection reset|no route to host/i;
+
+/** Whether virsh's output says libvirtd does not answer (yet), as opposed to refusing us. */
+export function virshNotReachable(output: string): boolean {
+  return !VIRSH_REFUSED.test(output) && VIRSH_NOT_ANSWERING.test(output);
 }
 
 function lastError(text: string): string {
@@ -84,10 +98,11 @@ export class LocalVirsh implements Virsh {
 
 /** virsh on a remote host, over the SSH host's shared connection. */
 export class SshVirsh implements Virsh {
-  private lease?: SshLease;
-  private leasing?: Promise<SshLease>;
+  private readonly held: HeldSession;
 
-  constructor(private readonly host: SshHostHandle, private readonly uri: string) {}
+  constructor(private readonly host: SshHostHandle, private readonly uri: string) {
+    this.held = new HeldSession(host);
+  }
 
   get where(): string {
     return `${this.host.username}@${this.host.host}:${this.host.port}`;
@@ -98,20 +113,8 @@ export class SshVirsh implements Virsh {
     return this.host.label;
   }
 
-  private async session(signal: AbortSignal) {
-    if (this.lease && !this.lease.session.closed) return this.lease.session;
-    if (this.lease) {
-      // The connection dropped since: take a fresh one.
-      this.lease.release();
-      this.lease = undefined;
-    }
-    this.leasing ??= this.host.acquire(signal).finally(() => (this.leasing = undefined));
-    this.lease = await this.leasing;
-    return this.lease.session;
-  }
-
   async run(args: string[], timeoutMs: number, signal: AbortSignal): Promise<VirshResult> {
-    const session = await this.session(signal);
+    const session = await this.held.session(signal);
     const command = shellCommand(['env', 'LC_ALL=C', 'virsh', ...virshArgs(this.uri, args)]);
     try {
       const r = await session.exec(command, { timeoutMs, signal, maxOutput: 4 * 1024 * 1024 });
@@ -128,7 +131,6 @@ export class SshVirsh implements Virsh {
   }
 
   async close(): Promise<void> {
-    this.lease?.release();
-    this.lease = undefined;
+    this.held.release();
   }
 }
