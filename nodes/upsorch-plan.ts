@@ -64,7 +64,7 @@ export = function register(RED: NodeAPI): void {
     node.cancel = (by: string) => node.plan.cancel(by);
     node.expectedDurationMs = (direction) => {
       try {
-        return node.plan.expectedDurationMs(resolve(direction));
+        return node.plan.expectedDurationMs(resolve(direction), direction);
       } catch {
         return 0; // a chain that does not resolve (mis-wired) has no duration to offer
       }

@@ -200,10 +200,10 @@ export class Plan {
    * from its actions as a run derives it, counting the targets each action resolved in the last run
    * (a pattern or "all running" cannot be counted before listing). The time budget's plan duration.
    */
-  expectedDurationMs(chain: PhaseHandle[]): number {
+  expectedDurationMs(chain: PhaseHandle[], direction: Direction = 'shutdown'): number {
     const known = new Map<string, number>();
     for (const p of this.lastRun()?.phases ?? []) for (const a of p.actions) if (a.total !== undefined) known.set(a.id, a.total);
-    return chain.reduce((sum, h) => sum + (h.settings.timeoutMs ?? derivedPhaseMs(h.settings, h.actions(), (a) => known.get(a.id), this.phaseMarginMs)), 0);
+    return chain.reduce((sum, h) => sum + (h.settings.timeoutMs ?? derivedPhaseMs(h.settings, h.actions(), (a) => known.get(a.id), this.phaseMarginMs, direction)), 0);
   }
 
   lastRun(): RunRecord | null {
@@ -633,7 +633,7 @@ export class Plan {
     // cannot be counted before listing) and grows once an action reports how many it resolved.
     const totals = new Map<string, number>();
     for (const x of ph.actions) if (x.total !== undefined) totals.set(x.id, x.total);
-    const derive = () => derivedPhaseMs(h.settings, ordered, (a) => totals.get(a.id), this.phaseMarginMs);
+    const derive = () => derivedPhaseMs(h.settings, ordered, (a) => totals.get(a.id), this.phaseMarginMs, rec.direction);
     let limit = h.settings.timeoutMs ?? derive();
     const phaseAc = new AbortController();
     const onRun = () => phaseAc.abort(runSignal.reason);
@@ -680,8 +680,11 @@ export class Plan {
             },
             onProgress: (p) => {
               if (this.record !== rec) return; // preempted: closed already
-              arec.total = p.total;
-              countKnown(a, p.total);
+              // No total while an action still waits for its platform to answer: it has not listed yet.
+              if (p.total !== undefined) {
+                arec.total = p.total;
+                countKnown(a, p.total);
+              }
               h.update(ph, ref);
             },
             beforeTarget: async (t) => {
@@ -844,8 +847,8 @@ export class Plan {
 }
 
 /** A phase's timeout when it has none of its own: its actions' budgets (parallel: the longest, sequential: their sum), the step delays between them, and a margin. */
-function derivedPhaseMs(settings: PhaseHandle['settings'], actions: ActionHandle[], targetsOf: (a: ActionHandle) => number | undefined, marginMs: number): number {
-  const budgets = actions.map((a) => a.budgetMs(targetsOf(a)));
+function derivedPhaseMs(settings: PhaseHandle['settings'], actions: ActionHandle[], targetsOf: (a: ActionHandle) => number | undefined, marginMs: number, direction: Direction): number {
+  const budgets = actions.map((a) => a.budgetMs(targetsOf(a), direction));
   const delays = settings.stepDelayMs * Math.max(0, actions.length - 1);
   return (settings.mode === 'parallel' ? Math.max(0, ...budgets) : budgets.reduce((s, b) => s + b, 0)) + delays + marginMs;
 }
