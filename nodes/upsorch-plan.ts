@@ -18,6 +18,8 @@ const PlanConfig = z.object({
   name: z.string().optional().default(''),
   armed: bool(true),
   allowRemote: bool(false),
+  // Plans saved before this setting existed have none: on, since a cancelled false alarm must not leave machines off.
+  restoreOnCancel: bool(true),
   stateDir: z.string().trim().optional().default(''),
 });
 
@@ -43,6 +45,7 @@ export = function register(RED: NodeAPI): void {
       store: new PlanStore(dir, node.id),
       allowRemote: cfg.allowRemote,
       armed: cfg.armed,
+      restoreOnCancel: cfg.restoreOnCancel,
       log: (level, text) => (level === 'error' ? node.error(text) : level === 'warn' ? node.warn(text) : node.log(text)),
     });
 

@@ -235,6 +235,112 @@ describe('plan run machinery (lib/plan)', () => {
     assert.deepEqual(events.find((e) => e.type === 'run-queued')?.refused?.what, 'startup');
   });
 
+  describe('mains back before the point of no return (the threshold cancels the shutdown)', () => {
+    const vmsAndStorage = (inv: Inventory) => [phase('vms', [action('a1', inv, ['vm1', 'vm2', 'old'])], {}, ['storage']), phase('storage', [action('a2', inv, ['nas'])])];
+    /** Start a real shutdown and cancel it while phase 1 is shutting its VMs down. */
+    async function cancelDuringPhase1(plan: Plan, inv: Inventory, phases: TestPhase[]): Promise<RunReport> {
+      const down = reportOf(plan);
+      plan.request({ direction: 'shutdown', dryRun: false, origin: 'local', topic: 'shutdown' }, resolver(phases));
+      await until(() => inv.calls.includes('shutdown vm1') && inv.calls.includes('shutdown vm2'));
+      assert.equal(plan.cancel('runtime threshold').ok, true);
+      return down;
+    }
+    /** vm1, vm2 and old (off before the outage) in phase 1, nas in phase 2. */
+    const homelab = () => {
+      const inv = new Inventory(['vm1', 'vm2', 'old', 'nas'], 150);
+      inv.power.set('old', 'off');
+      return inv;
+    };
+    const starts = (inv: Inventory) => inv.calls.filter((c) => c.startsWith('start')).sort();
+
+    it('a cancel after phase 1 started: a startup follows by itself and starts only what phase 1 turned off', async () => {
+      const inv = homelab();
+      const plan = newPlan();
+      const reports: RunReport[] = [];
+      plan.subscribe((e) => e.type === 'run-report' && reports.push(e.report!));
+      const down = await cancelDuringPhase1(plan, inv, vmsAndStorage(inv));
+      assert.equal(down.state, 'cancelled');
+      assert.deepEqual(down.phases.map((p) => [p.name, p.state]), [['vms', 'done'], ['storage', 'skipped']]);
+      assert.match(down.timeline.find((t) => t.event === 'restore-queued')!.text, /start again what this run turned off: vm1, vm2/);
+      await until(() => reports.length === 2);
+      const up = reports[1];
+      assert.equal(up.direction, 'startup');
+      assert.equal(up.dryRun, false);
+      assert.equal(up.state, 'done');
+      assert.equal(up.origin, 'local');
+      assert.equal(up.trigger.topic, 'cancel-restore');
+      assert.match(String(up.trigger.reason), /^the shutdown run [0-9a-f]{8} was cancelled by runtime threshold before its point of no return: starting again what it turned off \(vm1, vm2\)$/);
+      assert.ok(up.timeline.some((t) => t.event === 'restore-after-cancel' && t.text === up.trigger.reason), 'the startup\'s timeline says why it ran');
+      assert.deepEqual(starts(inv), ['start vm1', 'start vm2']);
+      assert.equal(inv.power.get('vm1'), 'on');
+      assert.equal(inv.power.get('old'), 'off', 'a VM that was off before the outage stays off');
+      assert.equal(inv.power.get('nas'), 'on');
+      assert.ok(!inv.calls.some((c) => c.endsWith(' nas')), 'the phase the cancel skipped is not touched either way');
+      assert.equal(JSON.parse(fs.readFileSync(path.join(dir, 'plan-p1.json'), 'utf8')).queued, null);
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(reports.length, 2, 'one startup, no more');
+    });
+
+    it('Node-RED stops right as the cancelled shutdown ends: the startup is saved and runs once the flow is back', async () => {
+      const inv = homelab();
+      const plan = newPlan({ bootId: () => 'boot-1' });
+      let closing: Promise<void> | undefined;
+      plan.subscribe((e) => {
+        if (e.type === 'run-report' && e.report!.direction === 'shutdown') closing = plan.close();
+      });
+      await cancelDuringPhase1(plan, inv, vmsAndStorage(inv));
+      await until(() => !!closing);
+      await closing;
+      assert.deepEqual(starts(inv), [], 'nothing started while stopping');
+      assert.equal(JSON.parse(fs.readFileSync(path.join(dir, 'plan-p1.json'), 'utf8')).queued?.topic, 'cancel-restore');
+      const again = newPlan({ bootId: () => 'boot-1' });
+      assert.equal(await again.init(), null);
+      const up = reportOf(again);
+      assert.equal(again.startQueued(resolver(vmsAndStorage(inv))), true);
+      const r = await up;
+      assert.equal(r.trigger.topic, 'cancel-restore');
+      assert.deepEqual(starts(inv), ['start vm1', 'start vm2'], 'only what the cancelled shutdown turned off');
+    });
+
+    it('with "start again after a cancel" off nothing starts, and the log says once what stays off', async () => {
+      const inv = homelab();
+      const logs: string[] = [];
+      const plan = newPlan({ restoreOnCancel: false, log: (_level, text) => logs.push(text) });
+      const down = await cancelDuringPhase1(plan, inv, vmsAndStorage(inv));
+      assert.equal(down.state, 'cancelled');
+      await new Promise((r) => setTimeout(r, 300));
+      assert.deepEqual(starts(inv), []);
+      assert.equal(plan.lastRun()!.id, down.id, 'no run after the cancelled one');
+      assert.equal(inv.power.get('vm1'), 'off');
+      const said = logs.filter((l) => /stay off/.test(l));
+      assert.deepEqual(said, ['plan "homelab": the cancelled shutdown turned off vm1, vm2; they stay off until a startup is run ("start again after a cancel" is off)']);
+      // A startup asked for by hand still starts exactly those.
+      const up = reportOf(plan);
+      plan.request({ direction: 'startup', dryRun: false, origin: 'local', topic: 'startup' }, resolver(vmsAndStorage(inv)));
+      assert.equal((await up).state, 'done');
+      assert.deepEqual(starts(inv), ['start vm1', 'start vm2']);
+    });
+
+    it('a cancel before any target was acted on (phase 1 still at its gate) starts nothing', async () => {
+      const inv = new Inventory(['vm1', 'nas']);
+      const gated = phase('vms', [action('a1', inv, ['vm1'])], {}, ['storage']);
+      gated.gate = (signal) => new Promise((_resolve, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true }));
+      gated.gateText = 'runtime on ups1 ≤ 5 min';
+      const phases = [gated, phase('storage', [action('a2', inv, ['nas'])])];
+      const plan = newPlan();
+      const down = reportOf(plan);
+      plan.request({ direction: 'shutdown', dryRun: false, origin: 'local', topic: 'shutdown' }, resolver(phases));
+      await until(() => plan.lastRun()?.phases[0].state === 'waiting');
+      plan.cancel('runtime threshold');
+      const r = await down;
+      assert.equal(r.state, 'cancelled');
+      assert.ok(!r.timeline.some((t) => t.event === 'restore-queued'));
+      await new Promise((res) => setTimeout(res, 300));
+      assert.equal(plan.lastRun()!.id, r.id, 'no startup followed');
+      assert.deepEqual(inv.calls, []);
+    });
+  });
+
   it('power fails again during the startup: the real shutdown takes over at once; the next startup still starts what the first shutdown turned off', async () => {
     const inv = new Inventory(['web', 'nas'], 200);
     const phases = [phase('vms', [action('a1', inv, ['web'])], {}, ['storage']), phase('storage', [action('a2', inv, ['nas'])])];

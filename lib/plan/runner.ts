@@ -40,6 +40,8 @@ export interface PlanOptions {
   bootId?: () => string | null;
   /** Added to a phase's derived timeout (connecting, dispatch, status); default 10 s. */
   phaseMarginMs?: number;
+  /** After a shutdown run cancelled on request, start again what it turned off (default on). */
+  restoreOnCancel?: boolean;
   log?: (level: 'info' | 'warn' | 'error', text: string) => void;
 }
 
@@ -64,6 +66,8 @@ export type ChainResolver = (direction: Direction) => PhaseHandle[];
 const TIMELINE_MAX = 5000;
 /** Added to a phase's derived timeout: connecting, dispatch and status overhead. */
 const PHASE_MARGIN_MS = 10_000;
+/** The topic of the startup a plan starts itself after a cancelled shutdown (restoreOnCancel). */
+export const CANCEL_RESTORE_TOPIC = 'cancel-restore';
 /** How long a preempting shutdown waits for the run it replaced to let go of its targets. */
 const PREEMPT_SETTLE_MS = 5000;
 
@@ -110,6 +114,9 @@ export class Plan {
   private restore: Restore | null = null;
   /** A finished run is shown as done/failed until the plan is armed, disarmed or runs again. */
   private showLast = false;
+  private readonly restoreOnCancel: boolean;
+  /** The chain resolver of the run in progress (the one it was requested or resumed with): the startup after a cancel uses it. */
+  private runResolve: ChainResolver | null = null;
 
   constructor(o: PlanOptions) {
     this.id = o.id;
@@ -123,6 +130,7 @@ export class Plan {
     this.bootTime = o.bootTime ?? bootTime;
     this.bootId = (o.bootId ?? readBootId)();
     this.phaseMarginMs = o.phaseMarginMs ?? PHASE_MARGIN_MS;
+    this.restoreOnCancel = o.restoreOnCancel ?? true;
   }
 
   /** Did the machine itself restart since `saved` was written (lib/machine/boot.ts)? */
@@ -320,9 +328,11 @@ export class Plan {
       ...(settle && req.direction === 'shutdown' ? { settle } : {}),
     };
     this.record = rec;
+    this.runResolve = resolve;
     this.showLast = false;
     const what = `${req.dryRun ? 'dry-run of the ' : ''}${req.direction} run ${short(rec.id)}`;
     this.addTimeline(rec, 'run-started', `${what} started (${req.topic}, ${req.origin}): ${chain.map((h) => h.name).join(' → ')}`);
+    if (req.topic === CANCEL_RESTORE_TOPIC && typeof req.reason === 'string') this.addTimeline(rec, 'restore-after-cancel', req.reason);
     if (rec.settle) {
       const names = [...new Set(Object.values(rec.settle.actions).flat())];
       this.addTimeline(rec, 'settle', `the stopped startup ${short(rec.settle.from)} had asked to start ${names.join(', ')}: a start may still go through, so those found off are waited for (bounded) and shut down once up`);
@@ -408,6 +418,8 @@ export class Plan {
       return null;
     }
     if (resolve && this.queued && !this.queued.resolve) this.queued.resolve = resolve;
+    // A run paused by a redeploy keeps the resolver it had; one resumed after a restart gets this one.
+    if (resolve) this.runResolve = resolve;
     this.record = rec;
     rec.resumed.push(this.now());
     const handles = new Map<string, PhaseHandle>();
@@ -789,17 +801,43 @@ export class Plan {
     const t = report.totals;
     const text = `${rec.dryRun ? 'dry-run of the ' : ''}${rec.direction} run ${short(rec.id)} ${rec.state} in ${formatSeconds(report.ms)}: ${t.targets} target${t.targets === 1 ? '' : 's'}, ${t.failed} failed`;
     this.addTimeline(rec, 'run-' + rec.state, text);
+    this.log(rec.state === 'failed' ? 'warn' : 'info', `plan "${this.name}": ${text}`);
+    this.restoreAfterCancel(rec);
     report.timeline = rec.timeline.slice();
     this.showLast = true;
     // A shutdown adds to what an earlier one (not yet undone by a complete startup) turned off.
     if (!rec.dryRun && rec.direction === 'shutdown') this.restore = mergeRestore(this.restore, restoreOf(rec));
     else if (!rec.dryRun && rec.direction === 'startup' && rec.state === 'done') this.restore = null;
     else if (!rec.dryRun && rec.direction === 'startup' && this.restore) this.restore = withoutStarted(this.restore, rec);
-    this.log(rec.state === 'failed' ? 'warn' : 'info', `plan "${this.name}": ${text}`);
     await this.persist();
     const last = rec.phases[rec.phases.length - 1];
     handles.get(last.id)?.finished(last, refOf(rec), report);
     this.emit({ type: 'run-report', report, message: text });
+  }
+
+  /**
+   * A real shutdown cancelled on request (mains came back before the point of no return) that turned
+   * something off: the startup that starts it again is queued, so it follows this run as soon as its
+   * loop ends, under the usual rules (armed, one run at a time, dropped by a new shutdown), and is
+   * saved with the plan, so a restart right now still runs it. Off: it is said once what stays off.
+   */
+  private restoreAfterCancel(rec: RunRecord): void {
+    if (rec.dryRun || rec.direction !== 'shutdown' || rec.state !== 'cancelled' || !rec.cancelRequested || rec.preemptedBy) return;
+    const off = [...new Set(Object.values(restoreOf(rec).actions).flat())];
+    if (!off.length) return;
+    const by = rec.cancelRequested.by;
+    if (!this.restoreOnCancel) {
+      const text = `the cancelled shutdown turned off ${off.join(', ')}; they stay off until a startup is run ("start again after a cancel" is off)`;
+      this.addTimeline(rec, 'restore-not-queued', text);
+      this.log('warn', `plan "${this.name}": ${text}`);
+      return;
+    }
+    // A startup already waiting for this run (someone asked for one) starts the same: it is not doubled.
+    if (this.queued) return;
+    const reason = `the shutdown run ${short(rec.id)} was cancelled by ${by} before its point of no return: starting again what it turned off (${off.join(', ')})`;
+    this.queued = { req: { direction: 'startup', dryRun: false, origin: 'local', topic: CANCEL_RESTORE_TOPIC, reason }, resolve: this.runResolve };
+    this.addTimeline(rec, 'restore-queued', `a startup follows to start again what this run turned off: ${off.join(', ')}`);
+    this.log('info', `plan "${this.name}": ${reason}`);
   }
 
   // ---- recording ----
