@@ -184,8 +184,9 @@ describe('a plan of phases with real SSH and libvirt actions', function () {
     // The action nodes of the phases that never ran say so.
     const own = (id: string) => helper.getNode(id).status.getCalls().filter((c: any) => c.thisValue === helper.getNode(id)).map((c: any) => c.args[0].text ?? '');
     assert.ok(own('a-nas').includes('pending'), own('a-nas').join(' | '));
-    assert.match(own('a-nas').pop(), /^skipped: cancelled by /);
-    assert.match(own('a-host').pop(), /^skipped: cancelled by /);
+    // (Not the last status: the startup that follows the cancel shows its own.)
+    assert.ok(own('a-nas').some((t: string) => /^skipped: cancelled by /.test(t)), own('a-nas').join(' | '));
+    assert.ok(own('a-host').some((t: string) => /^skipped: cancelled by /.test(t)), own('a-host').join(' | '));
   });
 
   it('Node-RED restarts mid-run: the run resumes where it stopped, and no target is acted on twice', async () => {
