@@ -324,7 +324,8 @@ describe('plan run machinery (lib/plan)', () => {
     it('a cancel before any target was acted on (phase 1 still at its gate) starts nothing', async () => {
       const inv = new Inventory(['vm1', 'nas']);
       const gated = phase('vms', [action('a1', inv, ['vm1'])], {}, ['storage']);
-      gated.gate = (signal) => new Promise((_resolve, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true }));
+      // Holds until the cancel (which may come before the gate is even asked).
+      gated.gate = (signal) => new Promise((_resolve, reject) => (signal.aborted ? reject(signal.reason) : signal.addEventListener('abort', () => reject(signal.reason), { once: true })));
       gated.gateText = 'runtime on ups1 ≤ 5 min';
       const phases = [gated, phase('storage', [action('a2', inv, ['nas'])])];
       const plan = newPlan();
