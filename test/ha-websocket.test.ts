@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { MosquittoPeer } from './peers/mosquitto';
 import { FakeHaServer } from './fakes/ha-server';
 import { HaClient, HaError } from '../lib/ha/client';
-import { Collector, deviceConfig, haMqttNodes, helper, send, sleep, upsIn } from './util/red';
+import { Collector, deviceConfig, haMqttNodes, helper, send, sleep, upsIn, waitForStatus as ownStatus, warningsOf } from './util/red';
 
 const TOKEN = 'llat-test-token-0123456789';
 
@@ -41,18 +41,6 @@ function publishNode(over: Record<string, unknown> = {}): Record<string, unknown
 const haDevice = (over: Record<string, unknown> = {}) => deviceConfig('hadev', { source: 'ha', name: '', haServer: 'ha', haEntityPrefix: 'sensor.rack', pollInterval: 0.5, ...over });
 const creds = (token = TOKEN) => ({ ha: { token } });
 
-/** Wait until this node's own latest status matches (the helper's status spy records every node's calls). */
-async function ownStatus(id: string, pred: (s: { fill?: string; text?: string }) => boolean, ms = 5000): Promise<{ fill?: string; text?: string }> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const n = helper.getNode(id);
-    const own = n.status.getCalls().filter((c: any) => c.thisValue === n);
-    const last = own.at(-1)?.args[0];
-    if (last && pred(last)) return last;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for the status of ${id}; last was ${JSON.stringify(last)}`);
-    await sleep(50);
-  }
-}
 
 describe('Home Assistant websocket (fake Home Assistant)', function () {
   this.timeout(60000);
@@ -382,10 +370,7 @@ describe('Home Assistant over TLS with its own CA (wss, fake Home Assistant with
     await helper.unload();
   });
 
-  const warnings = (id: string): string[] => {
-    const n = helper.getNode(id);
-    return n.warn.getCalls().filter((c: any) => c.thisValue === n).map((c: any) => String(c.args[0]));
-  };
+  const warnings = warningsOf;
 
   it('with the CA certificate in the dialog the certificate is verified and it connects', async () => {
     const logins = fake.authAttempts.length;

@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { MosquittoPeer } from './peers/mosquitto';
 import { FakeHaServer } from './fakes/ha-server';
 import { MqttObserver } from './util/mqtt-observer';
-import { Collector, deviceConfig, haMqttNodes, helper, sleep } from './util/red';
+import { Collector, deviceConfig, haMqttNodes, helper, sleep, waitForStatus as ownStatus, warningsOf } from './util/red';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const planNode = require('../nodes/upsorch-plan');
@@ -117,26 +117,11 @@ function flow(port: number, planOver: Record<string, unknown> = {}, pubOver: Rec
   ];
 }
 
-/** Wait until this node's own latest status matches (the helper's status spy records every node's calls). */
-async function ownStatus(id: string, pred: (s: { fill?: string; text?: string }) => boolean, ms = 5000): Promise<{ fill?: string; text?: string }> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const n = helper.getNode(id);
-    const own = n.status.getCalls().filter((c: any) => c.thisValue === n);
-    const last = own.at(-1)?.args[0];
-    if (last && pred(last)) return last;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for the status of ${id}; last was ${JSON.stringify(last)}`);
-    await sleep(50);
-  }
-}
 
 const press = (o: MqttObserver, key: string, payload = 'PRESS') => o.publish(`${BASE}/set/${key}`, payload);
 const stateOf = (o: MqttObserver, pred: (s: any) => boolean, from: number, ms = 8000) =>
   o.waitFor((m) => m.topic === STATE && pred(JSON.parse(m.payload)), ms, from, 'a plan state').then((m) => JSON.parse(m.payload));
-const warnings = (id: string): string[] => {
-  const n = helper.getNode(id);
-  return n.warn.getCalls().filter((c: any) => c.thisValue === n).map((c: any) => String(c.args[0]));
-};
+const warnings = warningsOf;
 
 describe('publish state: a plan as a Home Assistant device (real Mosquitto, real plan and phases)', function () {
   this.timeout(60000);

@@ -8,7 +8,7 @@ import * as cp from 'node:child_process';
 import * as path from 'node:path';
 import { MosquittoPeer } from './peers/mosquitto';
 import { MqttObserver } from './util/mqtt-observer';
-import { deviceConfig, haMqttNodes, helper, send, sleep, upsIn } from './util/red';
+import { deviceConfig, haMqttNodes, helper, send, sleep, upsIn, waitForStatus as ownStatus } from './util/red';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const pkg = require('../package.json') as { version: string };
@@ -72,18 +72,6 @@ function publishNode(over: Record<string, unknown> = {}): Record<string, unknown
 
 const rackUps = (over: Record<string, unknown> = {}) => deviceConfig('dev', { name: 'Rack UPS', source: 'sim', ...over });
 
-/** Wait until this node's own latest status matches (the helper's status spy records every node's calls). */
-async function ownStatus(id: string, pred: (s: { fill?: string; text?: string }) => boolean, ms = 5000): Promise<{ fill?: string; text?: string }> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const n = helper.getNode(id);
-    const own = n.status.getCalls().filter((c: any) => c.thisValue === n);
-    const last = own.at(-1)?.args[0];
-    if (last && pred(last)) return last;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for the status of ${id}; last was ${JSON.stringify(last)}`);
-    await sleep(50);
-  }
-}
 
 /** Wait until every topic in `topics` has been seen (retained or live). */
 async function waitForTopics(o: MqttObserver, topics: string[], ms = 8000): Promise<void> {

@@ -6,7 +6,7 @@ import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { normalise } from '../lib/ups/state';
-import { Collector, errorsOf, helper, ourNodes, send, sleep, statuses, threshold, waitForStatus } from './util/red';
+import { Collector, errorsOf, helper, ourNodes, send, sleep, statuses, threshold, waitForStatus, warningsOf } from './util/red';
 
 const ONLY_TIME_ON_BATTERY = {
   fsdEnabled: false, obLbEnabled: false, runtimeEnabled: false, chargeEnabled: false, timeOnBatteryEnabled: true, timeOnBatteryAfter: 3,
@@ -17,7 +17,6 @@ function state(ups: string, status: string, secondsOnBattery = 0): ReturnType<ty
   return normalise({ ups, source: 'nut', ts: Date.now(), secondsOnBattery, vars: { 'ups.status': status, 'battery.charge': '90', 'battery.runtime': '1800', 'input.voltage': '230' } });
 }
 
-const warningsOf = (id: string): string[] => helper.getNode(id).warn.getCalls().map((c: any) => String(c.args[0]));
 
 describe('runtime threshold node', function () {
   this.timeout(60000);

@@ -83,6 +83,11 @@ export async function waitForStatus(nodeId: string, pred: (s: { fill?: string; s
   }
 }
 
+/** Warnings a node logged (node.warn), its own only. */
+export function warningsOf(nodeId: string): string[] {
+  return callsOf(helper.getNode(nodeId), 'warn').map((c: any) => String(c.args[0]));
+}
+
 /** Errors a node reported (node.error / done(err)). */
 export function errorsOf(nodeId: string): string[] {
   const n = helper.getNode(nodeId);
