@@ -32,27 +32,38 @@ export interface NutForwardOptions {
   listCacheMs?: number;
 }
 
-export function nutCommands(o: NutForwardOptions): InstantCommands {
+/**
+ * A command list read from the source at most once per `ttlMs`, with one read in flight however
+ * many clients ask at once (a failed read is not kept: the next ask reads again).
+ */
+function cachedList(ttlMs: number, read: (signal?: AbortSignal) => Promise<string[]>): (signal?: AbortSignal) => string[] | Promise<string[]> {
   let cache: { at: number; cmds: string[] } | null = null;
   let loading: Promise<string[]> | null = null;
-  const connect = (signal?: AbortSignal) => NutConnection.connect({ host: o.host, port: o.port, timeoutMs: o.timeoutMs ?? 5000, starttls: o.starttls, tls: o.tls, signal });
-  return {
-    list(signal?: AbortSignal): Promise<string[]> {
-      if (cache && Date.now() - cache.at < (o.listCacheMs ?? 60_000)) return Promise.resolve(cache.cmds);
-      loading ??= (async () => {
-        const conn = await connect(signal);
-        try {
-          const cmds = await conn.listCmd(o.ups);
-          cache = { at: Date.now(), cmds };
-          return cmds;
-        } finally {
-          await conn.close();
-        }
-      })().finally(() => {
+  return (signal) => {
+    if (cache && Date.now() - cache.at < ttlMs) return cache.cmds;
+    loading ??= read(signal)
+      .then((cmds) => {
+        cache = { at: Date.now(), cmds };
+        return cmds;
+      })
+      .finally(() => {
         loading = null;
       });
-      return loading;
-    },
+    return loading;
+  };
+}
+
+export function nutCommands(o: NutForwardOptions): InstantCommands {
+  const connect = (signal?: AbortSignal) => NutConnection.connect({ host: o.host, port: o.port, timeoutMs: o.timeoutMs ?? 5000, starttls: o.starttls, tls: o.tls, signal });
+  return {
+    list: cachedList(o.listCacheMs ?? 60_000, async (signal) => {
+      const conn = await connect(signal);
+      try {
+        return await conn.listCmd(o.ups);
+      } finally {
+        await conn.close();
+      }
+    }),
     async run(cmd: string, param: string | undefined, signal: AbortSignal): Promise<void> {
       if (!o.username) throw new Error(`the UPS device has no username: upsd at ${o.host}:${o.port} needs one with "instcmds" rights to run ${cmd}`);
       const conn = await connect(signal);
@@ -153,25 +164,17 @@ export interface SnmpForwardOptions {
 export function snmpCommands(o: SnmpForwardOptions): InstantCommands {
   const c = o.device;
   const access = () => ({ kind: 'snmp' as const, name: 'served UPS', snmp: snmpTarget(c, o.credentials, o.timeoutMs), profile: c.snmpProfile });
-  let cache: { at: number; cmds: string[] } | null = null;
-  let loading: Promise<string[]> | null = null;
+  const detected = cachedList(o.listCacheMs ?? 600_000, async (signal) => {
+    const driver = new UpsCommandDriver(access(), parseCommandConfig({ ups: 'served', mode: 'return' }));
+    try {
+      return (await driver.offered(signal ?? new AbortController().signal)).commands;
+    } finally {
+      await driver.close();
+    }
+  });
   return {
     list(signal?: AbortSignal): string[] | Promise<string[]> {
-      if (c.snmpProfile !== 'auto') return snmpCommandNames(c.snmpProfile);
-      if (cache && Date.now() - cache.at < (o.listCacheMs ?? 600_000)) return cache.cmds;
-      loading ??= (async () => {
-        const driver = new UpsCommandDriver(access(), parseCommandConfig({ ups: 'served', mode: 'return' }));
-        try {
-          const cmds = (await driver.offered(signal ?? new AbortController().signal)).commands;
-          cache = { at: Date.now(), cmds };
-          return cmds;
-        } finally {
-          await driver.close();
-        }
-      })().finally(() => {
-        loading = null;
-      });
-      return loading;
+      return c.snmpProfile !== 'auto' ? snmpCommandNames(c.snmpProfile) : detected(signal);
     },
     async run(cmd: string, param: string | undefined, signal: AbortSignal): Promise<void> {
       const driver = new UpsCommandDriver(access(), parseCommandConfig({ ups: 'served', mode: 'instcmd', command: cmd, param: param ?? '', timeout: Math.min(120, Math.max(0.5, o.timeoutMs / 1000)) }));
