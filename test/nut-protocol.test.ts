@@ -8,6 +8,7 @@ import { LOGOUT_WAIT_MS, NutConnection, NutConnectionError } from '../lib/nut/co
 import { NutSource } from '../lib/nut/source';
 import { UpsDevice } from '../lib/ups/device';
 import { SourceError } from '../lib/ups/source';
+import { lineServer } from './util/nut-raw';
 
 /** Deterministic PRNG (mulberry32) so a failing fuzz case can be replayed. */
 function rng(seed: number): () => number {
@@ -178,38 +179,9 @@ describe('NUT protocol parser', () => {
   });
 });
 
-/**
- * A misbehaving "upsd" on loopback: real upsd never sends garbage, so this stand-in answers each
- * request with whatever the test scripts, to prove the client fails cleanly.
- */
-function badServer(answer: (line: string, socket: net.Socket) => void): Promise<{ port: number; close: () => Promise<void> }> {
-  return new Promise((resolve) => {
-    const sockets = new Set<net.Socket>();
-    const server = net.createServer((s) => {
-      sockets.add(s);
-      s.on('close', () => sockets.delete(s));
-      s.on('error', () => undefined);
-      let buf = '';
-      s.on('data', (d) => {
-        buf += d.toString();
-        let i: number;
-        while ((i = buf.indexOf('\n')) >= 0) {
-          const line = buf.slice(0, i);
-          buf = buf.slice(i + 1);
-          answer(line, s);
-        }
-      });
-    });
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as net.AddressInfo).port;
-      resolve({ port, close: () => new Promise((r) => { sockets.forEach((s) => s.destroy()); server.close(() => r()); }) });
-    });
-  });
-}
-
 describe('NUT connection against a misbehaving server', () => {
   it('a reply cut off mid-list, then the socket closed: rejects with a connection error', async () => {
-    const srv = await badServer((_l, s) => s.end('BEGIN LIST VAR sim\nVAR sim ups.status "O'));
+    const srv = await lineServer((_l, s) => s.end('BEGIN LIST VAR sim\nVAR sim ups.status "O'));
     try {
       const c = await NutConnection.connect({ host: '127.0.0.1', port: srv.port, timeoutMs: 2000 });
       await assert.rejects(c.listVar('sim'), NutConnectionError);
@@ -220,7 +192,7 @@ describe('NUT connection against a misbehaving server', () => {
   });
 
   it('an endless line: rejected as oversized, connection closed', async () => {
-    const srv = await badServer((_l, s) => s.write('VAR sim x "' + 'z'.repeat(MAX_LINE_BYTES * 2)));
+    const srv = await lineServer((_l, s) => s.write('VAR sim x "' + 'z'.repeat(MAX_LINE_BYTES * 2)));
     try {
       const c = await NutConnection.connect({ host: '127.0.0.1', port: srv.port, timeoutMs: 2000 });
       await assert.rejects(c.listVar('sim'), /longer than/);
@@ -231,7 +203,7 @@ describe('NUT connection against a misbehaving server', () => {
   });
 
   it('silence: the request times out within its bound and the connection closes', async () => {
-    const srv = await badServer(() => undefined);
+    const srv = await lineServer(() => undefined);
     try {
       const c = await NutConnection.connect({ host: '127.0.0.1', port: srv.port, timeoutMs: 300 });
       const t0 = Date.now();
@@ -245,7 +217,7 @@ describe('NUT connection against a misbehaving server', () => {
 
   it('garbage and unsolicited lines: every pending request is rejected, nothing thrown elsewhere', async () => {
     const r = rng(99);
-    const srv = await badServer((_l, s) => {
+    const srv = await lineServer((_l, s) => {
       const junk = Array.from({ length: 200 }, () => String.fromCharCode(Math.floor(r() * 256))).join('');
       s.write(junk + '\nVAR sim x "y"\nEND LIST VAR sim\n');
     });
@@ -262,7 +234,7 @@ describe('NUT connection against a misbehaving server', () => {
   });
 
   it('stopping a device while upsd hangs on a request takes no time and leaves no timer', async () => {
-    const srv = await badServer(() => undefined);
+    const srv = await lineServer(() => undefined);
     try {
       const before = process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
       const device = new UpsDevice(new NutSource({ host: '127.0.0.1', port: srv.port, ups: 'sim', username: 'u', password: 'p', timeoutMs: 30000 }), { name: 'sim', pollMs: 1000, pollOnBatteryMs: 1000 });
@@ -282,7 +254,7 @@ describe('NUT connection against a misbehaving server', () => {
 
   it('a LIST reply that never ends is cut off at MAX_LIST_ROWS rows and the connection closed', async () => {
     const rows = Array.from({ length: MAX_LIST_ROWS + 5 }, (_, i) => `VAR sim v${i} "1"\n`).join('');
-    const srv = await badServer((_l, s) => s.write('BEGIN LIST VAR sim\n' + rows));
+    const srv = await lineServer((_l, s) => s.write('BEGIN LIST VAR sim\n' + rows));
     try {
       const c = await NutConnection.connect({ host: '127.0.0.1', port: srv.port, timeoutMs: 5000 });
       await assert.rejects(c.listVar('sim'), (e: unknown) => e instanceof NutProtocolError && /more than 10000 rows/.test(e.message));
@@ -320,7 +292,7 @@ describe('NUT connection against a misbehaving server', () => {
   async function loginServer(answers: Record<string, string | null>) {
     const seen: string[] = [];
     let hungUp = 0;
-    const srv = await badServer((line, s) => {
+    const srv = await lineServer((line, s) => {
       if (seen.length === 0) s.on('close', () => hungUp++);
       seen.push(line);
       const word = line.split(' ')[0];
@@ -386,7 +358,7 @@ describe('NUT connection against a misbehaving server', () => {
   });
 
   it('connection refused: a sentence that says what to check', async () => {
-    const srv = await badServer(() => undefined);
+    const srv = await lineServer(() => undefined);
     const port = srv.port;
     await srv.close();
     await assert.rejects(NutConnection.connect({ host: '127.0.0.1', port, timeoutMs: 1000 }), /connection refused at 127\.0\.0\.1:\d+: is upsd running/);

@@ -91,6 +91,21 @@ function serverConfig(port: number, over: Record<string, unknown> = {}): Record<
   return { id: 'srv', type: 'upsorch-nut-server', name: '', host: '127.0.0.1', port, allow: '', idleTimeout: 60, maxConnections: 100, device1: 'dev', upsName1: 'ups', desc1: 'Rack UPS', ...USERS, ...over };
 }
 
+/** A plan of one phase, NAS, whose action is the NUT secondaries of the served UPS. */
+function planFlow(port: number): Record<string, unknown>[] {
+  return [
+    deviceConfig('dev', { source: 'sim' }),
+    serverConfig(port),
+    { id: 'plan', type: 'upsorch-plan', name: 'homelab', armed: true, allowRemote: false, stateDir: '' },
+    {
+      id: 'nas', type: 'upsorch-phase', name: 'NAS', plan: 'plan', mode: 'parallel', stepDelay: 0, wait: true, onFailure: 'continue', timeout: '',
+      pointOfNoReturn: false, direction: 'both', gate: false, gateUps: '', gateRuntime: 10, wires: [['sec'], ['done']],
+    },
+    ...secondaries(),
+    { id: 'done', type: 'helper' },
+  ];
+}
+
 function secondaries(over: Record<string, unknown> = {}): Record<string, unknown>[] {
   return [
     { id: 'sec', type: 'upsorch-nut-secondaries', name: '', server: 'srv', ups: '', timeout: 20, clearOnStartup: true, wires: [['report']], ...over },
@@ -301,17 +316,7 @@ describe('NUT server node with real NUT clients (upsc, upscmd, upsrw, upsmon)', 
     helper.settings({ userDir });
     const upsmon = UpsmonPeer.start({ system: `ups@127.0.0.1:${port}`, username: 'monuser', password: 'secret' });
     try {
-      await helper.load([...nutServerNodes, planNode, phaseNode], [
-        deviceConfig('dev', { source: 'sim' }),
-        serverConfig(port),
-        { id: 'plan', type: 'upsorch-plan', name: 'homelab', armed: true, allowRemote: false, stateDir: '' },
-        {
-          id: 'nas', type: 'upsorch-phase', name: 'NAS', plan: 'plan', mode: 'parallel', stepDelay: 0, wait: true, onFailure: 'continue', timeout: '',
-          pointOfNoReturn: false, direction: 'both', gate: false, gateUps: '', gateRuntime: 10, wires: [['sec'], ['done']],
-        },
-        ...secondaries(),
-        { id: 'done', type: 'helper' },
-      ], { srv: PASSWORDS });
+      await helper.load([...nutServerNodes, planNode, phaseNode], planFlow(port), { srv: PASSWORDS });
       const server = await listening();
       await until(() => server.clients('ups').length === 1, 15_000, `upsmon to log in; its log:\n${upsmon.log()}`);
       const done = new Collector('done');
@@ -389,17 +394,7 @@ describe('NUT server node with real NUT clients (upsc, upscmd, upsrw, upsmon)', 
 
   it('in a plan: a shutdown that finds FSD already raised still clears it on the mirrored startup', async function () {
     {
-      await helper.load([...nutServerNodes, planNode, phaseNode], [
-        deviceConfig('dev', { source: 'sim' }),
-        serverConfig(port),
-        { id: 'plan', type: 'upsorch-plan', name: 'homelab', armed: true, allowRemote: false, stateDir: '' },
-        {
-          id: 'nas', type: 'upsorch-phase', name: 'NAS', plan: 'plan', mode: 'parallel', stepDelay: 0, wait: true, onFailure: 'continue', timeout: '',
-          pointOfNoReturn: false, direction: 'both', gate: false, gateUps: '', gateRuntime: 10, wires: [['sec'], ['done']],
-        },
-        ...secondaries(),
-        { id: 'done', type: 'helper' },
-      ], { srv: PASSWORDS });
+      await helper.load([...nutServerNodes, planNode, phaseNode], planFlow(port), { srv: PASSWORDS });
       const server = await listening();
       // A NUT primary elsewhere (or an earlier run) raised FSD before the outage's shutdown.
       const c = await RawClient.connect(port);

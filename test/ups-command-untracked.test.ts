@@ -9,7 +9,7 @@
  * Its UPS either starts its shutdown timer after INSTCMD shutdown.return (a working driver) or not.
  */
 import { strict as assert } from 'node:assert';
-import * as net from 'node:net';
+import { lineServer } from './util/nut-raw';
 import { Collector, deviceConfig, helper, upsCommandNodes } from './util/red';
 
 interface FakeUpsd {
@@ -26,7 +26,6 @@ async function fakeUpsd(timerStarts: boolean): Promise<FakeUpsd> {
   };
   const received: string[] = [];
   const timers = new Set<NodeJS.Timeout>();
-  const sockets = new Set<net.Socket>();
   const list = (kind: string, rows: string[]) => [`BEGIN LIST ${kind} old`, ...rows, `END LIST ${kind} old`].join('\n');
   const answer = (line: string): string => {
     const w = line.match(/"[^"]*"|\S+/g) ?? [];
@@ -48,33 +47,19 @@ async function fakeUpsd(timerStarts: boolean): Promise<FakeUpsd> {
     if (w[0] === 'LOGOUT') return 'OK Goodbye';
     return 'ERR UNKNOWN-COMMAND';
   };
-  const server = net.createServer((s) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-    s.on('error', () => undefined);
-    let buf = '';
-    s.on('data', (d) => {
-      buf += d.toString();
-      let i: number;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, i).trim();
-        buf = buf.slice(i + 1);
-        received.push(line);
-        s.write(answer(line) + '\n');
-      }
-    });
+  const server = await lineServer((raw, s) => {
+    const line = raw.trim();
+    received.push(line);
+    s.write(answer(line) + '\n');
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  const port = (server.address() as net.AddressInfo).port;
   return {
-    port,
+    port: server.port,
     vars,
     received,
-    close: () => new Promise<void>((r) => {
+    close: () => {
       for (const t of timers) clearTimeout(t);
-      for (const s of sockets) s.destroy();
-      server.close(() => r());
-    }),
+      return server.close();
+    },
   };
 }
 

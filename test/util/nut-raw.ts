@@ -115,3 +115,32 @@ export class RawClient {
     this.socket.destroy();
   }
 }
+
+/**
+ * A stand-in "upsd" on loopback that hands each request line to `answer` (which writes what the
+ * test scripts): a misbehaving server (real upsd never sends garbage), or an older upsd.
+ */
+export function lineServer(answer: (line: string, socket: net.Socket) => void): Promise<{ port: number; close: () => Promise<void> }> {
+  return new Promise((resolve) => {
+    const sockets = new Set<net.Socket>();
+    const server = net.createServer((s) => {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      s.on('error', () => undefined);
+      let buf = '';
+      s.on('data', (d) => {
+        buf += d.toString();
+        let i: number;
+        while ((i = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, i);
+          buf = buf.slice(i + 1);
+          answer(line, s);
+        }
+      });
+    });
+    server.listen(0, '127.0.0.1', () => {
+      const port = (server.address() as net.AddressInfo).port;
+      resolve({ port, close: () => new Promise((r) => { sockets.forEach((s) => s.destroy()); server.close(() => r()); }) });
+    });
+  });
+}
