@@ -8,7 +8,7 @@ import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Collector, deviceConfig, helper, ourNodes, send, sleep } from './util/red';
+import { Collector, deviceConfig, errorsOf, helper, ourNodes, send, sleep, statuses, waitForStatus, warningsOf } from './util/red';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const planNode = require('../nodes/upsorch-plan');
@@ -38,30 +38,6 @@ function chain(planOver: Record<string, unknown> = {}): Record<string, unknown>[
     { id: 'p1-done', type: 'helper' },
     { id: 'p2-done', type: 'helper' },
   ];
-}
-
-/** What one node reported with node.warn / node.error (the helper's spies record every node's calls). */
-function reportsOf(method: 'warn' | 'error', nodeId: string): string[] {
-  const n = helper.getNode(nodeId);
-  return n[method].getCalls().filter((c: any) => c.thisValue === n).map((c: any) => String(c.args[0]?.message ?? c.args[0]));
-}
-const warningsOf = (nodeId: string) => reportsOf('warn', nodeId);
-const errorsOf = (nodeId: string) => reportsOf('error', nodeId);
-
-type Status = { fill?: string; shape?: string; text?: string };
-/** One node's status calls (test/util/red.ts's statuses() returns every node's). */
-function statuses(nodeId: string): Status[] {
-  const n = helper.getNode(nodeId);
-  return n.status.getCalls().filter((c: any) => c.thisValue === n).map((c: any) => c.args[0]);
-}
-async function waitForStatus(nodeId: string, pred: (s: Status) => boolean, ms = 5000): Promise<Status> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const last = statuses(nodeId).pop();
-    if (last && pred(last)) return last;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for the status of ${nodeId}; last was ${JSON.stringify(last)}`);
-    await sleep(50);
-  }
 }
 
 async function waitUntil(what: string, pred: () => boolean, ms = 5000): Promise<void> {
